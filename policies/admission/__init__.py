@@ -1,0 +1,1 @@
+"""Admission policies: decide whether a waiting request may join the running batch."""

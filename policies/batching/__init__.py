@@ -1,0 +1,1 @@
+"""Batch policies: decide each engine step's batch."""

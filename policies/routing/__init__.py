@@ -1,0 +1,1 @@
+"""Routers: pick an instance for each arriving request."""

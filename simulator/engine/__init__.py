@@ -1,0 +1,1 @@
+"""The serving engine: requests, KV memory, step plans, instances and the cluster."""

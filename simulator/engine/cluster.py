@@ -1,0 +1,113 @@
+"""The cluster: instances, the router asked on every arrival, and the arrival process.
+
+The cluster owns request bookkeeping at the top level: it creates ``Request``
+objects as the workload's specs arrive, rejects those no instance could ever
+hold (with the reason), asks the router for the rest, and records every
+request exactly once when it ends. ``done`` fires when the workload is
+exhausted and every arrived request has ended.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import simpy
+
+from simulator.engine.instance import Instance
+from simulator.engine.request import Request, RequestSpec, RequestStatus
+from simulator.errors import SimulationError
+from simulator.metrics.recorder import RequestRecorder
+
+
+class Cluster:
+    """Instances plus a router; routes arrivals and tracks request conservation.
+
+    Args:
+        env: the SimPy environment.
+        router: the routing policy.
+        recorder: where ended requests are written.
+        max_context_tokens: the model's context limit.
+    """
+
+    def __init__(self, env: simpy.Environment, router, recorder: RequestRecorder,
+                 max_context_tokens: int) -> None:
+        self.env, self.router, self.recorder = env, router, recorder
+        self.max_context_tokens = max_context_tokens
+        self.instances: list[Instance] = []
+        self.active: dict[int, Request] = {}
+        self.arrived = 0
+        self.arrivals_done = False
+        self.done = env.event()
+
+    def add_instance(self, instance: Instance) -> None:
+        self.instances.append(instance)
+
+    # -------------------------------------------------------------- arrivals
+    def start_arrivals(self, specs: Iterable[RequestSpec]) -> simpy.Process:
+        return self.env.process(self._arrivals(specs))
+
+    def _arrivals(self, specs: Iterable[RequestSpec]):
+        for spec in specs:
+            delay = spec.arrival_s - self.env.now
+            if delay > 0:
+                yield self.env.timeout(delay)
+            self.submit(Request(self.arrived, spec))
+        self.arrivals_done = True
+        self._check_done()
+
+    def submit(self, request: Request) -> None:
+        """Route one arrived request, or reject it with the reason."""
+        self.arrived += 1
+        self.active[request.id] = request
+        reason = self._never_fits(request)
+        if reason is None:
+            target = self.router.route(request, self.instances, self.env.now)
+            if target is None:
+                reason = "the router found no instance for it"
+            elif not 0 <= target < len(self.instances):
+                raise SimulationError(f"router {type(self.router).__name__} returned instance "
+                                      f"{target} for request {request.id}; valid ids are "
+                                      f"0..{len(self.instances) - 1}")
+            else:
+                self.instances[target].enqueue(request)
+                return
+        self.reject(request, reason)
+
+    def _never_fits(self, request: Request) -> str | None:
+        total = request.prompt_tokens + request.max_output_tokens
+        if total > self.max_context_tokens:
+            return (f"prompt {request.prompt_tokens} + max output {request.max_output_tokens} tokens "
+                    f"exceed the model's context of {self.max_context_tokens}")
+        largest = max(i.kv.total_blocks - i.kv.watermark_blocks for i in self.instances)
+        need = -(-total // self.instances[0].block_size)
+        if need > largest:
+            return (f"needs {need} KV blocks for {total} tokens; the largest instance holds {largest}")
+        return None
+
+    # ------------------------------------------------------------ completion
+    def reject(self, request: Request, reason: str) -> None:
+        request.status = RequestStatus.REJECTED
+        request.reject_reason = reason
+        self.request_done(request)
+
+    def request_done(self, request: Request) -> None:
+        """Record a finished or rejected request (called by instances and by ``reject``)."""
+        if self.active.pop(request.id, None) is None:
+            raise SimulationError(f"request {request.id} ended twice")
+        self.recorder.record(request, "finished" if request.status is RequestStatus.FINISHED
+                             else "rejected")
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.arrivals_done and not self.active and not self.done.triggered:
+            self.done.succeed()
+
+    def record_unfinished(self) -> None:
+        """At the horizon, write the requests still in flight as unfinished."""
+        for request in sorted(self.active.values(), key=lambda r: r.id):
+            self.recorder.record(request, "unfinished")
+        self.active.clear()
+
+    @property
+    def views(self) -> Sequence[Instance]:
+        return self.instances

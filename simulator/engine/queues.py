@@ -1,0 +1,70 @@
+"""The request queues of one instance and the counters routers read.
+
+``waiting`` holds requests without KV (new arrivals and recompute victims, the
+latter at the front); ``running`` holds admitted requests in admission order
+(vLLM preempts from its tail); ``swapped`` holds requests whose KV sits in
+host DRAM. ``pending_tokens`` - tokens still to push through the model before
+each request's next token - is kept incrementally so routing is O(1).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from simulator.engine.request import Request, RequestStatus
+
+
+class InstanceQueues:
+    """Waiting, running and swapped requests of one instance."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.swapped: deque[Request] = deque()
+        self.pending_tokens = 0
+        self._admissions = 0
+
+    @property
+    def num_requests(self) -> int:
+        return len(self.waiting) + len(self.running) + len(self.swapped)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self.swapped)
+
+    def enqueue(self, request: Request) -> None:
+        request.status = RequestStatus.WAITING
+        self.waiting.append(request)
+        self.pending_tokens += request.pending_compute_tokens
+
+    def admit(self, request: Request) -> None:
+        """Move a waiting or swapped request into the running batch."""
+        if self.waiting and self.waiting[0] is request:
+            self.waiting.popleft()
+        elif request.status is RequestStatus.SWAPPED:
+            self.swapped.remove(request)
+        else:
+            self.waiting.remove(request)
+        request.status = RequestStatus.RUNNING
+        request.admitted_seq = self._admissions
+        self._admissions += 1
+        self.running.append(request)
+
+    def requeue_front(self, request: Request, lost_tokens: int) -> None:
+        """A recompute victim goes back to the head of the waiting queue."""
+        self.running.remove(request)
+        request.status = RequestStatus.WAITING
+        self.waiting.appendleft(request)
+        self.pending_tokens += lost_tokens
+
+    def park_swapped(self, request: Request) -> None:
+        self.running.remove(request)
+        request.status = RequestStatus.SWAPPED
+        self.swapped.append(request)
+
+    def remove_finished(self) -> None:
+        self.running = [r for r in self.running if r.status is RequestStatus.RUNNING]
+
+    def drop_waiting(self, request: Request) -> None:
+        """Take a waiting request out for good (rejected)."""
+        self.waiting.remove(request)
+        self.pending_tokens -= request.pending_compute_tokens

@@ -1,0 +1,217 @@
+"""One engine step as data: the builder policies fill, and the frozen plan it yields.
+
+A batch policy never touches KV blocks or queues directly. It asks the
+``StepBuilder`` to add requests with a number of tokens, to preempt or to swap
+in; the builder enforces the token budget, the sequence cap and KV fit (with
+the watermark for new admissions), refuses what does not fit, and keeps the
+batch's ``StepShape`` up to date. ``build()`` freezes the result into a
+``StepPlan`` that the cost model times and the instance commits.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from simulator.engine.host import HostKVTier
+from simulator.engine.kv_cache import KVCache
+from simulator.engine.queues import InstanceQueues
+from simulator.engine.request import Request, RequestStatus
+from simulator.perf.shape import StepShape
+
+
+class Refusal(enum.Enum):
+    """Why the builder refused to add a request."""
+
+    INVALID = "not schedulable, already in this step, or token count out of range"
+    TOKEN_BUDGET = "the step's token budget is spent"
+    SEQUENCE_CAP = "the step's sequence cap is reached"
+    KV_MEMORY = "not enough free KV blocks"
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """What one step computes: ``(request, new_tokens)`` entries, and what it moved.
+
+    Attributes:
+        entries: requests in the batch with the tokens each computes this step.
+        shape: aggregates the cost model reads.
+        preempted: requests preempted by recompute while the step was built.
+        swapped_out, swapped_in: requests whose KV moved over the host link.
+        swap_bytes: bytes those swaps moved (they add to the step's time).
+    """
+
+    entries: tuple[tuple[Request, int], ...]
+    shape: StepShape
+    preempted: tuple[Request, ...] = ()
+    swapped_out: tuple[Request, ...] = ()
+    swapped_in: tuple[Request, ...] = ()
+    swap_bytes: float = 0.0
+    rejected: tuple[Request, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.entries
+
+    @property
+    def num_tokens(self) -> int:
+        return self.shape.num_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class StepLimits:
+    """Per-step caps: batched tokens and sequences."""
+
+    max_batched_tokens: int
+    max_num_seqs: int
+
+
+_SCHEDULABLE = (RequestStatus.WAITING, RequestStatus.RUNNING)
+
+
+class StepBuilder:
+    """Collects one step's batch while enforcing budgets and KV capacity.
+
+    Args:
+        kv: the instance's KV cache (allocations happen as requests are added).
+        queues: the instance's queues (admission and preemption move requests).
+        host: the host DRAM tier for swaps, or None when swapping is off.
+        limits: token and sequence caps of this step.
+        kv_bytes_per_token: bytes of one token's KV on this instance.
+    """
+
+    def __init__(self, kv: KVCache, queues: InstanceQueues, host: HostKVTier | None,
+                 limits: StepLimits, kv_bytes_per_token: float) -> None:
+        self.kv, self.queues, self.host, self.limits = kv, queues, host, limits
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self.tokens_left = limits.max_batched_tokens
+        self.seqs_left = limits.max_num_seqs
+        self._entries: list[tuple[Request, int]] = []
+        self._in_batch: set[int] = set()
+        self._preempted: list[Request] = []
+        self._swapped_out: list[Request] = []
+        self._swapped_in: list[Request] = []
+        self._swap_bytes = 0.0
+        self._rejected: list[Request] = []
+        self._tokens = self._sampled = self._kv_read = 0
+        self._pairs = 0.0
+
+    # ----------------------------------------------------------------- queries
+    def in_batch(self, request: Request) -> bool:
+        return request.id in self._in_batch
+
+    def pending_tokens(self, request: Request) -> int:
+        """Tokens the request would compute to reach its next token, after prefix hits."""
+        if request.status is RequestStatus.WAITING and request.computed_tokens == 0:
+            hit = self.kv.prefix_hit_blocks(request) * self.kv.block_size
+            return request.known_tokens - hit
+        return request.pending_compute_tokens
+
+    def check(self, request: Request, num_tokens: int) -> Refusal | None:
+        """Why ``add(request, num_tokens)`` would be refused, or None if it would succeed."""
+        if request.id in self._in_batch or request.status not in _SCHEDULABLE:
+            return Refusal.INVALID
+        if num_tokens < 1 or num_tokens > self.pending_tokens(request):
+            return Refusal.INVALID
+        if num_tokens > self.tokens_left:
+            return Refusal.TOKEN_BUDGET
+        if self.seqs_left < 1:
+            return Refusal.SEQUENCE_CAP
+        if request.status is RequestStatus.WAITING:
+            hit = self.kv.prefix_hit_blocks(request) if request.computed_tokens == 0 else 0
+            need = self.kv.extra_blocks_needed(request, hit * self.kv.block_size + num_tokens, hit)
+            if need + self.kv.watermark_blocks > self.kv.free_blocks:
+                return Refusal.KV_MEMORY
+        elif self.kv.extra_blocks_needed(request, request.computed_tokens + num_tokens) > self.kv.free_blocks:
+            return Refusal.KV_MEMORY
+        return None
+
+    # --------------------------------------------------------------- actions
+    def add(self, request: Request, num_tokens: int) -> bool:
+        """Schedule ``num_tokens`` new tokens of ``request``; False (and no change) if refused.
+
+        A waiting request is admitted: it takes its prefix-cache hit, gets its
+        blocks (leaving the watermark free) and joins the running batch.
+        """
+        if self.check(request, num_tokens) is not None:
+            return False
+        if request.status is RequestStatus.WAITING:
+            self._admit(request)
+        cached = request.computed_tokens
+        ok = self.kv.grow(request, cached + num_tokens)
+        assert ok, "fit was checked"
+        self._entries.append((request, num_tokens))
+        self._in_batch.add(request.id)
+        self.tokens_left -= num_tokens
+        self.seqs_left -= 1
+        self._tokens += num_tokens
+        self._pairs += num_tokens * cached + num_tokens * (num_tokens + 1) / 2
+        self._kv_read += cached + num_tokens
+        self._sampled += cached + num_tokens == request.known_tokens
+        return True
+
+    def preempt(self, request: Request) -> None:
+        """Take a running request off the GPU: swap its KV out if possible, else drop it.
+
+        The request must not already be in this step's batch.
+        """
+        if request.status is not RequestStatus.RUNNING or self.in_batch(request):
+            raise ValueError(f"cannot preempt {request!r}: not running, or already in this step")
+        request.num_preemptions += 1
+        nbytes = self.kv.blocks_held(request) * self.kv.block_size * self.kv_bytes_per_token
+        if self.host is not None and self.host.can_hold(nbytes):
+            self.kv.free(request)
+            self.host.store(nbytes)
+            self.queues.park_swapped(request)
+            self._swapped_out.append(request)
+            self._swap_bytes += nbytes
+            return
+        lost = request.computed_tokens
+        self.kv.free(request)
+        request.recomputed_tokens += lost
+        request.computed_tokens = 0
+        self.queues.requeue_front(request, lost)
+        self._preempted.append(request)
+
+    def swap_in(self, request: Request) -> bool:
+        """Bring a swapped request's KV back (leaving the watermark free); False if it does not fit."""
+        if request.status is not RequestStatus.SWAPPED:
+            raise ValueError(f"cannot swap in {request!r}: not swapped")
+        need = self.kv.blocks_for_tokens(request.computed_tokens)
+        if need + self.kv.watermark_blocks > self.kv.free_blocks:
+            return False
+        self.kv.grow(request, request.computed_tokens)
+        nbytes = need * self.kv.block_size * self.kv_bytes_per_token
+        assert self.host is not None
+        self.host.release(nbytes)
+        self.queues.admit(request)
+        self._swapped_in.append(request)
+        self._swap_bytes += nbytes
+        return True
+
+    def reject(self, request: Request, reason: str) -> None:
+        """Refuse a waiting request for good (e.g. a prompt no step could ever hold)."""
+        if request.status is not RequestStatus.WAITING:
+            raise ValueError(f"cannot reject {request!r}: only waiting requests can be rejected")
+        self.queues.drop_waiting(request)
+        request.status = RequestStatus.REJECTED
+        request.reject_reason = reason
+        self._rejected.append(request)
+
+    def build(self) -> StepPlan:
+        shape = StepShape(self._tokens, len(self._entries), self._sampled, self._pairs, self._kv_read)
+        return StepPlan(tuple(self._entries), shape, tuple(self._preempted),
+                        tuple(self._swapped_out), tuple(self._swapped_in), self._swap_bytes,
+                        tuple(self._rejected))
+
+    # --------------------------------------------------------------- helpers
+    def _admit(self, request: Request) -> None:
+        if request.computed_tokens == 0:
+            hit = self.kv.prefix_hit_blocks(request)
+            if hit:
+                self.kv.attach_prefix(request, hit)
+                hit_tokens = hit * self.kv.block_size
+                request.computed_tokens = hit_tokens
+                request.prefix_hit_tokens += hit_tokens
+                self.queues.pending_tokens -= hit_tokens
+        self.queues.admit(request)

@@ -1,0 +1,1 @@
+"""Recording what happened during a run and condensing it into summary metrics."""

@@ -1,0 +1,182 @@
+"""What policies see and may do: the only simulator module ``policies/`` imports.
+
+Policies are small pydantic models whose fields are their YAML parameters
+(unknown or ill-typed parameters are refused with the field named). They read
+requests and instances through the read-only ``RequestView`` and
+``InstanceView`` protocols and act only through the ``StepBuilder`` (batching)
+or by returning a decision (routing, admission). Mechanisms - KV accounting,
+commits, swaps, transfers - stay in the simulator.
+
+Kinds and when they are called:
+
+* ``Router.route`` - on every arrival, picks an instance id (or None to reject).
+* ``BatchPolicy.schedule`` - every engine step, fills the step builder.
+* ``AdmissionPolicy.admit`` - asked by batch policies before admitting a waiting request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from simulator.engine.request import RequestStatus
+from simulator.engine.step import Refusal, StepBuilder, StepLimits, StepPlan
+from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS,
+                                EVICTION_POLICIES, ROUTERS, WORKFLOW_POLICIES)
+
+__all__ = [
+    "ADMISSION_POLICIES", "BATCH_POLICIES", "CLUSTER_CONTROLLERS", "EVICTION_POLICIES", "ROUTERS",
+    "WORKFLOW_POLICIES", "AdmissionPolicy", "BatchPolicy", "InstanceView", "Policy", "PolicyContext",
+    "Refusal", "RequestStatus", "RequestView", "Router", "SchedulerView", "StepBuilder", "StepLimits", "StepPlan",
+]
+
+
+class RequestView(Protocol):
+    """Read-only view of a request. ``output_tokens`` (the true length) is for oracle policies only."""
+
+    id: int
+    arrival_s: float
+    prompt_tokens: int
+    max_output_tokens: int
+    output_tokens: int
+    computed_tokens: int
+    generated_tokens: int
+    status: RequestStatus
+    admitted_seq: int
+    num_preemptions: int
+
+    @property
+    def known_tokens(self) -> int: ...
+
+    @property
+    def pending_compute_tokens(self) -> int: ...
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def session_id(self) -> str | None: ...
+
+
+class InstanceView(Protocol):
+    """Read-only view of an instance, as routers and controllers see it."""
+
+    id: int
+    gpu_name: str
+    tp: int
+    block_size: int
+
+    @property
+    def num_running(self) -> int: ...
+
+    @property
+    def num_waiting(self) -> int: ...
+
+    @property
+    def num_requests(self) -> int: ...
+
+    @property
+    def pending_tokens(self) -> int: ...
+
+    @property
+    def kv_total_blocks(self) -> int: ...
+
+    @property
+    def kv_free_blocks(self) -> int: ...
+
+    @property
+    def kv_used_blocks(self) -> int: ...
+
+
+class SchedulerView(Protocol):
+    """What a batch policy reads on its own instance each step."""
+
+    @property
+    def waiting(self) -> Sequence[RequestView]: ...
+
+    @property
+    def running(self) -> Sequence[RequestView]: ...
+
+    @property
+    def swapped(self) -> Sequence[RequestView]: ...
+
+    @property
+    def kv_free_blocks(self) -> int: ...
+
+    @property
+    def kv_total_blocks(self) -> int: ...
+
+    @property
+    def block_size(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What the composition root hands a policy once, before the run.
+
+    Attributes:
+        rng: this policy's own random stream (spawned from the experiment seed).
+        num_instances: instances in the cluster.
+        block_size: KV block size in tokens.
+        kv_bytes_per_token: KV bytes of one token of the model.
+        max_context_tokens: the model's context limit.
+        instance_id: the instance a per-instance policy serves (None for cluster policies).
+    """
+
+    rng: np.random.Generator
+    num_instances: int
+    block_size: int
+    kv_bytes_per_token: float
+    max_context_tokens: int
+    instance_id: int | None = None
+
+
+class Policy(BaseModel):
+    """Base of every policy: fields are parameters; internal state uses private attributes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
+
+    def setup(self, context: PolicyContext) -> None:
+        """Called once before the simulation starts; default does nothing."""
+
+
+@runtime_checkable
+class Router(Protocol):
+    """Chooses the instance for a newly arrived request (None rejects it)."""
+
+    def setup(self, context: PolicyContext) -> None: ...
+
+    def route(self, request: RequestView, instances: Sequence[InstanceView], now_s: float) -> int | None: ...
+
+
+@runtime_checkable
+class AdmissionPolicy(Protocol):
+    """Decides whether a waiting request may join the running batch now."""
+
+    def setup(self, context: PolicyContext) -> None: ...
+
+    def admit(self, request: RequestView, state: SchedulerView, builder: StepBuilder) -> bool: ...
+
+    def on_finish(self, request: RequestView, now_s: float) -> None: ...
+
+
+@runtime_checkable
+class BatchPolicy(Protocol):
+    """Decides, once per engine step, which requests compute how many tokens."""
+
+    def setup(self, context: PolicyContext) -> None: ...
+
+    def bind_admission(self, admission: AdmissionPolicy) -> None: ...
+
+    def schedule(self, state: SchedulerView, builder: StepBuilder, now_s: float) -> None: ...
+
+
+def describe(policy: Any) -> dict[str, Any]:
+    """The parameters of a policy as a plain mapping (for resolved configs and reports)."""
+    return policy.model_dump() if isinstance(policy, BaseModel) else {}

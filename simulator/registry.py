@@ -1,0 +1,95 @@
+"""One registry per policy kind: lookup by name, decorator registration, entry points.
+
+Built-in and third-party policies are found the same way: through the
+entry-point group of their kind (declared in a package's pyproject.toml),
+loaded lazily the first time a registry is asked for a name. Importing a
+policy module also registers it through the decorator. A name registered
+twice with different classes is an error, never a silent override.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+import pydantic
+
+from simulator.errors import RegistryError
+from simulator.yaml_loading import condense_validation_error
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named classes of one policy kind.
+
+    Args:
+        kind: human name of the kind, used in messages (e.g. "router").
+        group: the entry-point group that lists this kind's classes.
+    """
+
+    def __init__(self, kind: str, group: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._classes: dict[str, type[T]] = {}
+        self._entry_points_loaded = False
+
+    def register(self, name: str):
+        """Class decorator: ``@ROUTERS.register("jsq")``."""
+        def decorate(cls: type[T]) -> type[T]:
+            self._add(name, cls)
+            return cls
+        return decorate
+
+    def _add(self, name: str, cls: type[T]) -> None:
+        existing = self._classes.get(name)
+        if existing is not None and existing is not cls:
+            raise RegistryError(f"{self.kind} '{name}' is registered twice "
+                                f"({existing.__module__}.{existing.__qualname__} and "
+                                f"{cls.__module__}.{cls.__qualname__})")
+        self._classes[name] = cls
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in sorted(entry_points(group=self.group), key=lambda e: e.name):
+            self._add(ep.name, ep.load())
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._classes)
+
+    def get(self, name: str) -> type[T]:
+        self._load_entry_points()
+        try:
+            return self._classes[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "none"
+            raise RegistryError(f"unknown {self.kind} '{name}'; known: {known}") from None
+
+    def create(self, params: dict[str, Any], where: str = "") -> T:
+        """Build a policy from its YAML mapping ``{name: ..., <params>}``."""
+        params = dict(params)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise RegistryError(f"{where or self.kind}: a 'name' of a registered {self.kind} is required")
+        cls = self.get(name)
+        try:
+            return cls(**params)
+        except pydantic.ValidationError as err:
+            raise RegistryError(condense_validation_error(err, where)) from None
+        except (TypeError, ValueError) as err:
+            raise RegistryError(f"{where}: {err}") from None
+
+
+ROUTERS: Registry[Any] = Registry("router", "servesim.routers")
+BATCH_POLICIES: Registry[Any] = Registry("batching policy", "servesim.batching")
+ADMISSION_POLICIES: Registry[Any] = Registry("admission policy", "servesim.admission")
+EVICTION_POLICIES: Registry[Any] = Registry("eviction policy", "servesim.eviction")
+CLUSTER_CONTROLLERS: Registry[Any] = Registry("cluster controller", "servesim.controllers")
+WORKFLOW_POLICIES: Registry[Any] = Registry("workflow policy", "servesim.workflow")
+
+ALL_REGISTRIES = {
+    "routers": ROUTERS, "batching": BATCH_POLICIES, "admission": ADMISSION_POLICIES,
+    "eviction": EVICTION_POLICIES, "controllers": CLUSTER_CONTROLLERS, "workflow": WORKFLOW_POLICIES}

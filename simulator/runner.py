@@ -1,0 +1,185 @@
+"""The composition root: turns an ``Experiment`` into a simulation, runs it, writes results.
+
+Only this module builds objects from configuration: instances with their KV
+caches, cost and power models, policies from the registries, RNG streams and
+the recorder. Everything else receives its collaborators through constructors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import simpy
+import yaml
+
+from simulator import __version__
+from simulator.config import Experiment, InstanceHardware, resolved_dict
+from simulator.engine.cluster import Cluster
+from simulator.engine.host import HostKVTier
+from simulator.engine.instance import Instance, InstanceSetup
+from simulator.engine.kv_cache import KVCache
+from simulator.errors import ConfigError, located
+from simulator.metrics.histogram import LogHistogram
+from simulator.metrics.recorder import RequestRecorder
+from simulator.metrics.run_stats import EventCounts, InstanceStats, RunStats
+from simulator.metrics.summary import summarize
+from simulator.perf.cost_model import HostOverhead, InstanceCostModel
+from simulator.perf.efficiency import Efficiencies
+from simulator.perf.power import PowerModel
+from simulator.perf.roofline import Roofline
+from simulator.policy_api import PolicyContext
+from simulator.report.markdown import write_report
+from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, ROUTERS
+from simulator.rng import stream
+from workloads import build_workload
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the summary, the per-request table and the raw totals."""
+
+    summary: dict[str, Any]
+    requests: pd.DataFrame
+    stats: RunStats
+    resolved_config: dict[str, Any]
+
+
+class Simulation:
+    """A built, not yet run, simulation of one experiment."""
+
+    def __init__(self, experiment: Experiment) -> None:
+        self.experiment = experiment
+        config = experiment.config
+        self.env = simpy.Environment()
+        self.recorder = RequestRecorder()
+        self.gap_histogram = LogHistogram()
+        self.instance_stats: list[InstanceStats] = []
+        self.router = ROUTERS.create(config.policies.router, f"{experiment.path}: policies.router")
+        self.cluster = Cluster(self.env, self.router, self.recorder, experiment.model.max_context_tokens)
+        for hardware in experiment.groups:
+            for _ in range(hardware.group.count):
+                self._add_instance(hardware)
+        self.router.setup(self._context("router", None))
+        self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir)
+
+    def _context(self, name: str, instance_id: int | None) -> PolicyContext:
+        config, model = self.experiment.config, self.experiment.model
+        index = () if instance_id is None else (instance_id,)
+        return PolicyContext(stream(config.seed, name, *index), len(self.instance_stats),
+                             config.cluster.block_size_tokens, model.kv_bytes_per_token,
+                             model.max_context_tokens, instance_id)
+
+    def _add_instance(self, hardware: InstanceHardware) -> None:
+        config, model = self.experiment.config, self.experiment.model
+        instance_id = len(self.cluster.instances)
+        group, gpu = hardware.group, hardware.gpu
+        gpus = group.tp * group.pp
+        efficiencies = Efficiencies(**config.perf.efficiencies.model_dump(exclude_none=True))
+        roofline = Roofline(model, gpu, group.tp, group.pp, hardware.tp_link, hardware.pp_link, efficiencies)
+        cost = InstanceCostModel(roofline, HostOverhead(config.perf.host_overhead_per_step_s,
+                                                        config.perf.host_overhead_per_sequence_s))
+        kv = KVCache(self._kv_blocks(hardware), config.cluster.block_size_tokens, 0)
+        kv.watermark_blocks = int(kv.total_blocks * config.cluster.watermark_fraction)
+        power = PowerModel(gpu, gpus, roofline.peak_flops * efficiencies.gemm_compute,
+                           roofline.hbm_bytes_per_s * efficiencies.gemm_memory)
+        stats = InstanceStats(instance_id, gpu.name, gpus, roofline.peak_flops, gpu.hbm_bytes_per_s,
+                              gpu.usd_per_hour, kv.total_blocks)
+        batching = BATCH_POLICIES.create(config.policies.batching, f"{self.experiment.path}: policies.batching")
+        admission = ADMISSION_POLICIES.create(config.policies.admission,
+                                              f"{self.experiment.path}: policies.admission")
+        context = self._context("instance-policies", instance_id)
+        admission.setup(context)
+        batching.setup(context)
+        batching.bind_admission(admission)
+        setup = InstanceSetup(instance_id, gpu.name, group.tp, group.pp, batching.step_limits(),
+                              model.kv_bytes_per_token, group.tag)
+        self.instance_stats.append(stats)
+        self.cluster.add_instance(Instance(self.env, setup, kv, self._host_tier(hardware), cost, power,
+                                           batching, stats, self.gap_histogram, self.cluster.request_done))
+
+    def _kv_blocks(self, hardware: InstanceHardware) -> int:
+        config, model = self.experiment.config, self.experiment.model
+        group, gpu = hardware.group, hardware.gpu
+        usable = gpu.memory_bytes * group.tp * group.pp * config.cluster.gpu_memory_utilization
+        weights = model.total_params * model.dtype_bytes
+        block_bytes = config.cluster.block_size_tokens * model.kv_bytes_per_token
+        blocks = int((usable - weights) // block_bytes)
+        if blocks < 1:
+            raise ConfigError(located(self.experiment.path, f"cluster.instances",
+                                      f"model {model.name} ({weights / 1e9:.1f} GB of weights) leaves no KV "
+                                      f"memory on {group.tp * group.pp} x {gpu.name} "
+                                      f"({usable / 1e9:.1f} GB usable); raise tp or pp"))
+        return blocks
+
+    def _host_tier(self, hardware: InstanceHardware) -> HostKVTier | None:
+        cluster = self.experiment.config.cluster
+        if cluster.preemption != "swap":
+            return None
+        gpus = hardware.group.tp * hardware.group.pp
+        share_of_node = hardware.node.host_dram_gib * gpus / hardware.node.gpus_per_node
+        capacity_gib = min(cluster.swap_space_gib_per_gpu * gpus, share_of_node)
+        return HostKVTier(capacity_gib * 2**30, hardware.host_link)
+
+    def run(self) -> RunResult:
+        """Run to completion (or the horizon) and condense the results."""
+        config = self.experiment.config
+        started = time.perf_counter()
+        self.cluster.start_arrivals(self.workload)
+        until = self.cluster.done
+        if config.sim.horizon_s is not None:
+            until = self.env.any_of([self.cluster.done, self.env.timeout(config.sim.horizon_s)])
+        self.env.run(until=until)
+        now = self.env.now
+        self.cluster.record_unfinished()
+        for instance in self.cluster.instances:
+            instance.finalize(now)
+        stats = RunStats(now, time.perf_counter() - started, sum(s.steps for s in self.instance_stats),
+                         self.instance_stats, self._events(), self.gap_histogram,
+                         {"workload": dataclasses.asdict(self.workload.stats)})
+        requests = self.recorder.to_frame()
+        summary = summarize(requests, stats, experiment=config.name, seed=config.seed, version=__version__,
+                            slo_ttft_s=config.slo.ttft_s, slo_tpot_s=config.slo.tpot_s)
+        return RunResult(summary, requests, stats, resolved_dict(config))
+
+    def _events(self) -> EventCounts:
+        columns = self.recorder.columns
+        return EventCounts(preemptions=sum(columns["num_preemptions"]),
+                           prefix_hit_tokens=sum(columns["prefix_hit_tokens"]))
+
+
+def run_experiment(experiment: Experiment) -> RunResult:
+    """Build and run one experiment."""
+    return Simulation(experiment).run()
+
+
+def write_outputs(result: RunResult, out_dir: Path, with_report: bool = True) -> Path:
+    """Write summary.json, requests.csv, config.resolved.yaml and the report, atomically.
+
+    Everything goes to a temporary folder beside ``out_dir`` that is renamed
+    into place at the end, so an interrupted run leaves no partial folder.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+        result.requests.to_csv(staging / "requests.csv", index=False)
+        (staging / "config.resolved.yaml").write_text(yaml.safe_dump(result.resolved_config, sort_keys=False))
+        if with_report:
+            write_report(staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
