@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servesim", description="Simulate LLM serving clusters.")
     parser.add_argument("--version", action="version", version=f"servesim {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.set_defaults(debug=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run one experiment and write its results")
@@ -54,10 +55,22 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list catalog entries or registered policies")
     listing.add_argument("what", choices=["gpus", "cpus", "links", "nodes", "models", "policies"])
     listing.set_defaults(handler=_list)
-    for sub in (run, validate, listing):
+    extra = [module.register(commands) for module in _command_modules()]
+    for sub in (run, validate, listing, *extra):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks for errors")
     return parser
+
+
+def _command_modules():
+    """Further subcommands, one module each; each ``register(commands)`` returns its parser."""
+    import importlib
+
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
+
+
+# Each module adds one subcommand (keeps this file from growing with every feature).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
