@@ -87,9 +87,13 @@ class SloConfig(_Strict):
 
 
 class SimConfig(_Strict):
-    """Run control: stop at ``horizon_s`` of simulated time (requests then in flight are unfinished)."""
+    """Run control: stop at ``horizon_s`` of simulated time (requests then in flight are unfinished);
+    sample per-instance KV use, queue length and batch size every ``sample_interval_s`` (None: off)."""
 
     horizon_s: float | None = Field(default=None, gt=0)
+    sample_interval_s: float | None = Field(default=1.0, gt=0)
+    # Collapse decode-only stretches into one wait; false steps one by one (same results).
+    fast_forward: bool = True
 
 
 class ExperimentConfig(_Strict):

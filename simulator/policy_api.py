@@ -115,6 +115,9 @@ class SchedulerView(Protocol):
     @property
     def block_size(self) -> int: ...
 
+    def blocks_to_admit(self, request: RequestView, tokens: int) -> int:
+        """Free KV blocks ``request`` needs to start with ``tokens`` tokens, watermark included."""
+
 
 @dataclass(frozen=True)
 class PolicyContext:
@@ -157,7 +160,13 @@ class Router(Protocol):
 
 @runtime_checkable
 class AdmissionPolicy(Protocol):
-    """Decides whether a waiting request may join the running batch now."""
+    """Decides whether a waiting request may join the running batch now.
+
+    ``decode_invariant`` (a class attribute, default False) declares that a
+    refusal cannot turn into an admission while the running batch only
+    decodes and no memory is freed; it lets the engine fast-forward decode
+    stretches while requests wait.
+    """
 
     def setup(self, context: PolicyContext) -> None: ...
 
@@ -168,7 +177,14 @@ class AdmissionPolicy(Protocol):
 
 @runtime_checkable
 class BatchPolicy(Protocol):
-    """Decides, once per engine step, which requests compute how many tokens."""
+    """Decides, once per engine step, which requests compute how many tokens.
+
+    Optional: ``steady_decode(state) -> bool``, called after a decode-only
+    step that holds every running request, says whether the policy would
+    make the same decisions every following step until a request finishes,
+    a request arrives or memory runs out. When true the engine fast-forwards
+    those steps; a policy without the method is stepped one step at a time.
+    """
 
     def setup(self, context: PolicyContext) -> None: ...
 

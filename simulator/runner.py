@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import simpy
 import yaml
@@ -31,6 +32,7 @@ from simulator.errors import ConfigError, located
 from simulator.metrics.histogram import LogHistogram
 from simulator.metrics.recorder import RequestRecorder
 from simulator.metrics.run_stats import EventCounts, InstanceStats, RunStats
+from simulator.metrics.sampler import TimeSeriesSampler
 from simulator.metrics.summary import summarize
 from simulator.perf.cost_model import HostOverhead, InstanceCostModel
 from simulator.perf.efficiency import Efficiencies
@@ -51,6 +53,8 @@ class RunResult:
     requests: pd.DataFrame
     stats: RunStats
     resolved_config: dict[str, Any]
+    timeseries: pd.DataFrame | None = None  # per-instance samples (None: sampling off)
+    sessions: pd.DataFrame | None = None  # one row per session (None: no sessions)
 
 
 class Simulation:
@@ -64,12 +68,15 @@ class Simulation:
         self.gap_histogram = LogHistogram()
         self.instance_stats: list[InstanceStats] = []
         self.router = ROUTERS.create(config.policies.router, f"{experiment.path}: policies.router")
-        self.cluster = Cluster(self.env, self.router, self.recorder, experiment.model.max_context_tokens)
+        self.cluster = Cluster(self.env, self.router, self.recorder, experiment.model.max_context_tokens,
+                               config.cluster.block_size_tokens)
         for hardware in experiment.groups:
             for _ in range(hardware.group.count):
                 self._add_instance(hardware)
         self.router.setup(self._context("router", None))
         self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir)
+        interval = config.sim.sample_interval_s
+        self.sampler = None if interval is None else TimeSeriesSampler(self.env, self.cluster.instances, interval)
 
     def _context(self, name: str, instance_id: int | None) -> PolicyContext:
         config, model = self.experiment.config, self.experiment.model
@@ -101,7 +108,7 @@ class Simulation:
         batching.setup(context)
         batching.bind_admission(admission)
         setup = InstanceSetup(instance_id, gpu.name, group.tp, group.pp, batching.step_limits(),
-                              model.kv_bytes_per_token, group.tag)
+                              model.kv_bytes_per_token, group.tag, config.sim.fast_forward)
         self.instance_stats.append(stats)
         self.cluster.add_instance(Instance(self.env, setup, kv, self._host_tier(hardware), cost, power,
                                            batching, stats, self.gap_histogram, self.cluster.request_done))
@@ -134,6 +141,8 @@ class Simulation:
         config = self.experiment.config
         started = time.perf_counter()
         self.cluster.start_arrivals(self.workload)
+        if self.sampler is not None:
+            self.sampler.start()
         until = self.cluster.done
         if config.sim.horizon_s is not None:
             until = self.env.any_of([self.cluster.done, self.env.timeout(config.sim.horizon_s)])
@@ -144,11 +153,21 @@ class Simulation:
             instance.finalize(now)
         stats = RunStats(now, time.perf_counter() - started, sum(s.steps for s in self.instance_stats),
                          self.instance_stats, self._events(), self.gap_histogram,
-                         {"workload": dataclasses.asdict(self.workload.stats)})
+                         self._workload_extra())
         requests = self.recorder.to_frame()
+        tct = self.cluster.sessions.completed_tct_s()
         summary = summarize(requests, stats, experiment=config.name, seed=config.seed, version=__version__,
-                            slo_ttft_s=config.slo.ttft_s, slo_tpot_s=config.slo.tpot_s)
-        return RunResult(summary, requests, stats, resolved_dict(config))
+                            slo_ttft_s=config.slo.ttft_s, slo_tpot_s=config.slo.tpot_s,
+                            workflow_tct_s=np.asarray(tct) if self.cluster.sessions.records else None)
+        timeseries = None if self.sampler is None else self.sampler.to_frame()
+        sessions = None
+        if self.cluster.sessions.records:
+            sessions = pd.DataFrame([dataclasses.asdict(r) for r in self.cluster.sessions.records.values()])
+        return RunResult(summary, requests, stats, resolved_dict(config), timeseries, sessions)
+
+    def _workload_extra(self) -> dict[str, Any]:
+        stats = getattr(self.workload, "stats", None)
+        return {} if stats is None else {"workload": dataclasses.asdict(stats)}
 
     def _events(self) -> EventCounts:
         columns = self.recorder.columns
@@ -162,7 +181,7 @@ def run_experiment(experiment: Experiment) -> RunResult:
 
 
 def write_outputs(result: RunResult, out_dir: Path, with_report: bool = True) -> Path:
-    """Write summary.json, requests.csv, config.resolved.yaml and the report, atomically.
+    """Write summary.json, requests.csv, config.resolved.yaml, timeseries.csv and the report, atomically.
 
     Everything goes to a temporary folder beside ``out_dir`` that is renamed
     into place at the end, so an interrupted run leaves no partial folder.
@@ -173,7 +192,11 @@ def write_outputs(result: RunResult, out_dir: Path, with_report: bool = True) ->
     try:
         (staging / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
         result.requests.to_csv(staging / "requests.csv", index=False)
+        if result.sessions is not None:
+            result.sessions.to_csv(staging / "sessions.csv", index=False)
         (staging / "config.resolved.yaml").write_text(yaml.safe_dump(result.resolved_config, sort_keys=False))
+        if result.timeseries is not None:
+            result.timeseries.to_csv(staging / "timeseries.csv", index=False)
         if with_report:
             write_report(staging)
         if out_dir.exists():

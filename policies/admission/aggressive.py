@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from simulator.policy_api import ADMISSION_POLICIES, Policy, RequestView, SchedulerView, StepBuilder
 
 

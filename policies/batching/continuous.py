@@ -59,6 +59,24 @@ class ContinuousBatching(Policy):
         if not self._schedule_running(state, builder):
             self._swap_in(state, builder)
 
+    def steady_decode(self, state: SchedulerView) -> bool:
+        """After a decode-only step: will the waiting head keep being refused while decoding?"""
+        if not state.waiting:
+            return True
+        if not getattr(self._admission, "decode_invariant", False):
+            return False
+        batch = len(state.running)
+        if batch >= self.max_num_seqs:
+            return True
+        head = state.waiting[0]
+        tokens = head.pending_compute_tokens
+        if self.chunked_prefill:
+            if batch >= self.max_batched_tokens:
+                return True
+            tokens = min(tokens, self.max_batched_tokens - batch)
+        # Free memory only shrinks during a decode run, so a KV refusal persists.
+        return state.blocks_to_admit(head, tokens) > state.kv_free_blocks
+
     def on_step_end(self, plan, finished, now_s: float) -> None:
         if self._admission is not None:
             for request in finished:

@@ -15,6 +15,8 @@ import simpy
 
 from simulator.engine.instance import Instance
 from simulator.engine.request import Request, RequestSpec, RequestStatus
+from simulator.engine.session import SessionSpec
+from simulator.engine.workflow import SessionRunner
 from simulator.errors import SimulationError
 from simulator.metrics.recorder import RequestRecorder
 
@@ -30,7 +32,7 @@ class Cluster:
     """
 
     def __init__(self, env: simpy.Environment, router, recorder: RequestRecorder,
-                 max_context_tokens: int) -> None:
+                 max_context_tokens: int, block_size: int) -> None:
         self.env, self.router, self.recorder = env, router, recorder
         self.max_context_tokens = max_context_tokens
         self.instances: list[Instance] = []
@@ -38,6 +40,8 @@ class Cluster:
         self.arrived = 0
         self.arrivals_done = False
         self.done = env.event()
+        self._waiters: dict[int, simpy.Event] = {}
+        self.sessions = SessionRunner(env, self.submit_spec, self.completion, block_size, self._check_done)
 
     def add_instance(self, instance: Instance) -> None:
         self.instances.append(instance)
@@ -46,14 +50,30 @@ class Cluster:
     def start_arrivals(self, specs: Iterable[RequestSpec]) -> simpy.Process:
         return self.env.process(self._arrivals(specs))
 
-    def _arrivals(self, specs: Iterable[RequestSpec]):
+    def _arrivals(self, specs: Iterable[RequestSpec | SessionSpec]):
         for spec in specs:
             delay = spec.arrival_s - self.env.now
             if delay > 0:
                 yield self.env.timeout(delay)
-            self.submit(Request(self.arrived, spec))
+            if isinstance(spec, SessionSpec):
+                self.sessions.start(spec)
+            else:
+                self.submit(Request(self.arrived, spec))
         self.arrivals_done = True
         self._check_done()
+
+    def submit_spec(self, spec: RequestSpec) -> Request:
+        """Create, route and return the request for ``spec`` (used by sessions)."""
+        request = Request(self.arrived, spec)
+        self.submit(request)
+        return request
+
+    def completion(self, request: Request) -> simpy.Event:
+        """An event that fires when ``request`` ends (finished or rejected)."""
+        event = self._waiters.get(request.id)
+        if event is None:
+            event = self._waiters[request.id] = self.env.event()
+        return event
 
     def submit(self, request: Request) -> None:
         """Route one arrived request, or reject it with the reason."""
@@ -96,10 +116,14 @@ class Cluster:
             raise SimulationError(f"request {request.id} ended twice")
         self.recorder.record(request, "finished" if request.status is RequestStatus.FINISHED
                              else "rejected")
+        waiter = self._waiters.pop(request.id, None)
+        if waiter is not None:
+            waiter.succeed()
         self._check_done()
 
     def _check_done(self) -> None:
-        if self.arrivals_done and not self.active and not self.done.triggered:
+        if (self.arrivals_done and not self.active and not self.sessions.open
+                and not self.done.triggered):
             self.done.succeed()
 
     def record_unfinished(self) -> None:

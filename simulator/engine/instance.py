@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import simpy
 
+from simulator.engine.fast_forward import DecodeRun, build_run, commit_run, plan_is_decode_only
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
@@ -37,6 +39,7 @@ class InstanceSetup:
     limits: StepLimits
     kv_bytes_per_token: float
     tag: str = "mixed"
+    fast_forward: bool = True
 
 
 class Instance:
@@ -64,6 +67,8 @@ class Instance:
         self.gpu_name, self.tp, self.block_size = setup.gpu_name, setup.tp, kv.block_size
         self._wake = env.event()
         self._kv_accounted_s = 0.0
+        self._decode_run: DecodeRun | None = None
+        self._interrupt = env.event()
         self.process = env.process(self._run())
 
     # ------------------------------------------------------- InstanceView API
@@ -89,11 +94,15 @@ class Instance:
 
     @property
     def kv_free_blocks(self) -> int:
-        return self.kv.free_blocks
+        return self.kv.total_blocks - self.kv_used_blocks
 
     @property
     def kv_used_blocks(self) -> int:
-        return self.kv.used_blocks
+        run = self._decode_run
+        if run is None:
+            return self.kv.used_blocks
+        # Mid-run the cache holds the first step's blocks; later steps' are implied.
+        return self.kv.used_blocks + int(run.blocks_added[run.steps_started_by(self.env.now) - 1])
 
     # ------------------------------------------------------ SchedulerView API
     @property
@@ -108,6 +117,11 @@ class Instance:
     def swapped(self):
         return self.queues.swapped
 
+    def blocks_to_admit(self, request: Request, tokens: int) -> int:
+        """Free blocks a waiting request needs to start with ``tokens`` tokens (watermark included)."""
+        hit = self.kv.prefix_hit_blocks(request) if request.computed_tokens == 0 else 0
+        return self.kv.extra_blocks_needed(request, hit * self.kv.block_size + tokens, hit) + self.kv.watermark_blocks
+
     # ---------------------------------------------------------------- inputs
     def enqueue(self, request: Request) -> None:
         """Accept a routed request; wakes the engine loop if it was idle."""
@@ -115,6 +129,12 @@ class Instance:
         self.queues.enqueue(request)
         if not self._wake.triggered:
             self._wake.succeed()
+        self.interrupt_run()
+
+    def interrupt_run(self) -> None:
+        """End a fast-forward run after its step in flight (an arrival or a cluster action)."""
+        if self._decode_run is not None and not self._interrupt.triggered:
+            self._interrupt.succeed()
 
     # ------------------------------------------------------------ engine loop
     def _run(self):
@@ -123,12 +143,17 @@ class Instance:
                 self._wake = self.env.event()
                 yield self._wake
                 continue
+            self._account_kv(self.env.now)
             plan = self.plan_step()
             if plan.is_empty:
                 if not plan.rejected:
                     self._resolve_stall()
                 continue
             start = self.env.now
+            run = self._plan_run(plan, start)
+            if run is not None:
+                yield from self._execute_run(run)
+                continue
             duration = self.step_duration_s(plan)
             yield self.env.timeout(duration)
             self.commit(plan, start, self.env.now)
@@ -142,24 +167,94 @@ class Instance:
             self.on_done(request)
         return plan
 
+    def _plan_run(self, plan: StepPlan, start: float) -> DecodeRun | None:
+        if not self.setup.fast_forward or self.queues.swapped:
+            return None
+        if len(plan.entries) != len(self.queues.running) or not plan_is_decode_only(plan):
+            return None
+        steady = getattr(self.batch_policy, "steady_decode", None)
+        if steady is None or not steady(self):
+            return None
+        return build_run(plan, start, self.kv, self.cost_model, max_steps=2**31)
+
+    def _execute_run(self, run: DecodeRun):
+        """Wait out a decode run, or until an interrupt and the step then in flight; commit it."""
+        self._decode_run = run
+        self._interrupt = self.env.event()
+        end = float(run.ends_s[-1])
+        yield self._interrupt | self.env.timeout(end - self.env.now)
+        steps = run.length
+        if self._interrupt.triggered and self.env.now < end:
+            steps = run.first_end_at_or_after(self.env.now) + 1
+            step_end = float(run.ends_s[steps - 1])
+            if step_end > self.env.now:
+                yield self.env.timeout(step_end - self.env.now)
+        self.commit_run(run, steps)
+
+    def commit_run(self, run: DecodeRun, steps: int) -> None:
+        """Commit the first ``steps`` steps of a run (at its end, an interrupt, or the horizon)."""
+        self._decode_run = None
+        self._account_run_kv(run, steps)
+        finished = commit_run(run, steps, self.kv, self.gap_histogram)
+        for request in finished:
+            request.status = RequestStatus.FINISHED
+        self.queues.pending_tokens -= len(finished)
+        self.queues.remove_finished()
+        self._release(finished)
+        self._account_run_work(run, steps)
+        hook = getattr(self.batch_policy, "on_step_end", None)
+        if hook is not None:
+            hook(run.plan, finished, float(run.ends_s[steps - 1]))
+
+    def sync(self, now: float) -> None:
+        """Commit the steps of a run in progress that have ended by ``now`` (end of simulation)."""
+        run = self._decode_run
+        if run is not None:
+            steps = run.steps_ended_by(now)
+            if steps:
+                self.commit_run(run, steps)
+            self._decode_run = None
+
+    def _account_run_kv(self, run: DecodeRun, steps: int) -> None:
+        total = self.kv.total_blocks
+        used = (self.kv.used_blocks + run.blocks_added[:steps]) / total
+        self.stats.kv_usage_integral += float(np.dot(used, run.durations_s[:steps]))
+        self.stats.kv_peak_fraction = max(self.stats.kv_peak_fraction, float(used[-1]))
+        self._kv_accounted_s = float(run.ends_s[steps - 1])
+
+    def _account_run_work(self, run: DecodeRun, steps: int) -> None:
+        stats = self.stats
+        durations = run.durations_s[:steps]
+        stats.steps += steps
+        stats.busy_s += float(durations.sum())
+        stats.flops += float(run.flops[:steps].sum())
+        stats.hbm_bytes += float(run.hbm_bytes[:steps].sum())
+        stats.energy_j += float(np.sum(self.power.busy_energy_j(durations, run.flops[:steps],
+                                                                run.hbm_bytes[:steps])))
+
     def step_duration_s(self, plan: StepPlan) -> float:
         swap_s = self.host.transfer_time_s(plan.swap_bytes) if self.host is not None else 0.0
         return float(self.cost_model.step_time_s(plan.shape)) + swap_s
 
     def commit(self, plan: StepPlan, start: float, end: float) -> None:
         """Apply a finished step: counters, tokens, finished requests, statistics."""
-        self._account_kv(start)
+        self._account_kv(end)
         finished = []
         for request, tokens in plan.entries:
             self._advance(request, tokens, start, end, finished)
         self.queues.remove_finished()
-        for request in finished:
-            self.kv.free(request)
-            self.on_done(request)
+        self._release(finished)
         self._account_step(plan, start, end)
         hook = getattr(self.batch_policy, "on_step_end", None)
         if hook is not None:
             hook(plan, finished, end)
+
+    def _release(self, finished: list[Request]) -> None:
+        """Free finished requests' KV (indexing their full blocks first, for later prefix hits)."""
+        for request in finished:
+            self.kv.publish(request)
+            self.kv.free(request)
+            self.on_done(request)
 
     def _advance(self, request: Request, tokens: int, start: float, end: float,
                  finished: list[Request]) -> None:
@@ -207,6 +302,7 @@ class Instance:
 
     def finalize(self, now: float) -> None:
         """Close the KV integral and charge idle energy at the end of the run."""
+        self.sync(now)
         self._account_kv(now)
         self.stats.energy_j += self.power.idle_energy_j(now - self.stats.busy_s)
 

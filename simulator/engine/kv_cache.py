@@ -35,7 +35,7 @@ class Holding:
 
 
 def block_hashes(request: Request, block_size: int) -> tuple[int, ...]:
-    """Chained identities of the request's full prompt blocks that its prefix hashes cover.
+    """Chained identities of the request's full blocks that its prefix hashes cover.
 
     The workload gives hashes of blocks of ``prefix_block_tokens`` tokens (512
     in Mooncake). Engine block ``j`` ends inside source block ``k``; its content
@@ -46,7 +46,8 @@ def block_hashes(request: Request, block_size: int) -> tuple[int, ...]:
     if not spec.prefix_hashes:
         return ()
     source = spec.prefix_block_tokens
-    covered = min(request.prompt_tokens, len(spec.prefix_hashes) * source) // block_size
+    # Hashes may cover generated tokens too (a session's next call re-reads them).
+    covered = min(request.prompt_tokens + request.output_tokens, len(spec.prefix_hashes) * source) // block_size
     chain, chains = 0, []
     for value in spec.prefix_hashes:
         chain = hash((chain, value))

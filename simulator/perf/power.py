@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from simulator.hardware import GpuProfile
 
 
@@ -27,12 +29,10 @@ class PowerModel:
     memory_weight: float = 0.5
 
     def busy_energy_j(self, duration_s: float, flops: float, hbm_bytes: float) -> float:
-        """Joules drawn by all the instance's GPUs during one step."""
-        if duration_s <= 0:
-            return 0.0
+        """Joules drawn by all the instance's GPUs during one step (or an array of steps)."""
         compute = flops / (self.sustained_flops_per_gpu * self.gpu_count * duration_s)
         memory = hbm_bytes / (self.sustained_bytes_per_s_per_gpu * self.gpu_count * duration_s)
-        load = min(1.0, max(compute, self.memory_weight * memory))
+        load = np.minimum(1.0, np.maximum(compute, self.memory_weight * memory))
         watts = self.gpu.idle_w + (self.gpu.tdp_w - self.gpu.idle_w) * load
         return watts * self.gpu_count * duration_s
 
