@@ -5,10 +5,15 @@ entry-point group of their kind (declared in a package's pyproject.toml),
 loaded lazily the first time a registry is asked for a name. Importing a
 policy module also registers it through the decorator. A name registered
 twice with different classes is an error, never a silent override.
+
+A configuration never makes servesim import code on its own: a name that
+looks like a dotted path (``mypkg.module:Class``) is refused unless the user
+opted in with ``--allow-import`` on the command line (``allow_imports(True)``).
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -18,6 +23,23 @@ from simulator.errors import RegistryError
 from simulator.yaml_loading import condense_validation_error
 
 T = TypeVar("T")
+
+_imports_allowed = False
+
+
+def allow_imports(allowed: bool) -> None:
+    """Let configurations name classes by ``module:Class`` path (the CLI's ``--allow-import``)."""
+    global _imports_allowed
+    _imports_allowed = bool(allowed)
+
+
+def imports_allowed() -> bool:
+    return _imports_allowed
+
+
+def is_import_path(name: str) -> bool:
+    """True for a name that would be imported (``pkg.module:Class`` or ``pkg.module.Class``)."""
+    return "." in name or ":" in name
 
 
 class Registry(Generic[T]):
@@ -61,6 +83,8 @@ class Registry(Generic[T]):
         return sorted(self._classes)
 
     def get(self, name: str) -> type[T]:
+        if is_import_path(name):
+            return self._import(name)
         self._load_entry_points()
         try:
             return self._classes[name]
@@ -68,13 +92,31 @@ class Registry(Generic[T]):
             known = ", ".join(self.names()) or "none"
             raise RegistryError(f"unknown {self.kind} '{name}'; known: {known}") from None
 
+    def _import(self, path: str) -> type[T]:
+        if not _imports_allowed:
+            raise RegistryError(f"{self.kind} '{path}' is an import path, not a registered name; importing "
+                                f"code named in a config needs --allow-import on the command line")
+        module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                found = getattr(found, part)
+        except Exception as err:  # noqa: BLE001 - the user's module may fail in any way while importing
+            raise RegistryError(f"cannot import {self.kind} '{path}' ({type(err).__name__}: {err})") from None
+        if not isinstance(found, type):
+            raise RegistryError(f"{self.kind} '{path}' is not a class")
+        return found
+
     def create(self, params: dict[str, Any], where: str = "") -> T:
         """Build a policy from its YAML mapping ``{name: ..., <params>}``."""
         params = dict(params)
         name = params.pop("name", None)
         if not isinstance(name, str):
             raise RegistryError(f"{where or self.kind}: a 'name' of a registered {self.kind} is required")
-        cls = self.get(name)
+        try:
+            cls = self.get(name)
+        except RegistryError as err:
+            raise RegistryError(f"{where}: {err}" if where else str(err)) from None
         try:
             return cls(**params)
         except pydantic.ValidationError as err:

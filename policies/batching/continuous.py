@@ -86,7 +86,8 @@ class ContinuousBatching(Policy):
     def _admit_waiting(self, state: SchedulerView, builder: StepBuilder, chunk: bool) -> int:
         """Admit waiting requests FCFS; stop at the first that cannot start. Returns how many."""
         admitted = 0
-        while state.waiting:
+        # vLLM counts running sequences against max_num_seqs, not only this step's.
+        while state.waiting and len(state.running) < self.max_num_seqs:
             request = state.waiting[0]
             pending = builder.pending_tokens(request)
             if not chunk and pending > self.max_batched_tokens:
@@ -109,7 +110,7 @@ class ContinuousBatching(Policy):
             if request.status is not RequestStatus.RUNNING:
                 continue  # preempted earlier in this step
             tokens = min(builder.pending_tokens(request), builder.tokens_left)
-            if tokens < 1:
+            if tokens < 1 or builder.add(request, tokens):
                 continue
             while builder.check(request, tokens) is Refusal.KV_MEMORY:
                 victim = _latest_not_in_step(state, builder)
@@ -122,7 +123,7 @@ class ContinuousBatching(Policy):
         return preempted
 
     def _swap_in(self, state: SchedulerView, builder: StepBuilder) -> None:
-        while state.swapped:
+        while state.swapped and len(state.running) < self.max_num_seqs:
             request = state.swapped[0]
             if not builder.swap_in(request):
                 return

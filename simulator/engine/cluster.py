@@ -81,17 +81,33 @@ class Cluster:
         self.active[request.id] = request
         reason = self._never_fits(request)
         if reason is None:
-            target = self.router.route(request, self.instances, self.env.now)
+            target = self.router.route(request, self._able_to_hold(request), self.env.now)
             if target is None:
                 reason = "the router found no instance for it"
-            elif not 0 <= target < len(self.instances):
+            elif not 0 <= target < len(self.instances) or not self._can_hold(target, request):
                 raise SimulationError(f"router {type(self.router).__name__} returned instance "
-                                      f"{target} for request {request.id}; valid ids are "
-                                      f"0..{len(self.instances) - 1}")
+                                      f"{target} for request {request.id}; it must be the id of "
+                                      f"one of the instances it was offered")
             else:
                 self.instances[target].enqueue(request)
                 return
         self.reject(request, reason)
+
+    def _able_to_hold(self, request: Request) -> Sequence[Instance]:
+        """Instances whose KV can hold the request at its largest (all of them, usually)."""
+        need = -(-(request.prompt_tokens + request.max_output_tokens) // self.instances[0].block_size)
+        if need <= self._smallest_capacity:
+            return self.instances
+        return [i for i in self.instances if need <= i.kv.total_blocks - i.kv.watermark_blocks]
+
+    def _can_hold(self, target: int, request: Request) -> bool:
+        instance = self.instances[target]
+        need = -(-(request.prompt_tokens + request.max_output_tokens) // instance.block_size)
+        return need <= instance.kv.total_blocks - instance.kv.watermark_blocks
+
+    @property
+    def _smallest_capacity(self) -> int:
+        return min(i.kv.total_blocks - i.kv.watermark_blocks for i in self.instances)
 
     def _never_fits(self, request: Request) -> str | None:
         total = request.prompt_tokens + request.max_output_tokens

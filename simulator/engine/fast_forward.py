@@ -35,11 +35,11 @@ class DecodeRun:
         requests: the batch, in plan order.
         durations_s, ends_s: per-step durations and end times.
         blocks_added: blocks allocated by the start of step ``j`` beyond the first plan's.
-        flops, hbm_bytes: per-step work from the cost model.
+        shapes: the steps' shapes, as arrays.
     """
 
     def __init__(self, plan: StepPlan, start_s: float, length: int, durations_s: np.ndarray,
-                 blocks_added: np.ndarray, flops: np.ndarray, hbm_bytes: np.ndarray) -> None:
+                 blocks_added: np.ndarray, shapes: StepShape) -> None:
         self.plan = plan
         self.requests = [request for request, _ in plan.entries]
         self.start_s = start_s
@@ -47,8 +47,13 @@ class DecodeRun:
         self.durations_s = durations_s
         self.ends_s = np.cumsum(np.concatenate(([start_s], durations_s)))[1:]
         self.blocks_added = blocks_added
-        self.flops = flops
-        self.hbm_bytes = hbm_bytes
+        self.shapes = shapes
+
+    def shapes_of_first(self, steps: int) -> StepShape:
+        """The shapes of the first ``steps`` steps (work is computed only for committed steps)."""
+        s = self.shapes
+        return StepShape(s.num_tokens[:steps], s.num_seqs[:steps], s.num_sampled[:steps],
+                         s.attention_pairs[:steps], s.kv_read_tokens[:steps])
 
     def steps_started_by(self, now: float) -> int:
         """How many steps of the run have started at time ``now`` (at least the first)."""
@@ -73,18 +78,15 @@ def plan_is_decode_only(plan: StepPlan) -> bool:
 def blocks_added_per_step(cached_tokens: np.ndarray, block_size: int, length: int) -> np.ndarray:
     """Cumulative blocks the batch allocates by the start of each step of the run.
 
-    A request with ``c`` tokens computed after the first step holds
-    ``ceil(c / block)`` blocks; by the start of step ``j`` it needs
-    ``ceil((c + j) / block)``.
+    A request with ``c`` tokens computed after the first step has ``o`` free
+    slots in its last block; it needs a new block at the start of steps
+    ``o + 1``, ``o + 1 + block``, ... So step ``j >= 1`` adds one block for
+    every request whose ``o == (j - 1) mod block``.
     """
-    steps = np.arange(length, dtype=np.int64)
-    held = -(-cached_tokens // block_size)
-    offsets = held * block_size - cached_tokens  # free slots left in the last block
-    counts = np.bincount(offsets, minlength=block_size)
+    offsets = (-cached_tokens) % block_size
+    per_offset = np.bincount(offsets, minlength=block_size)
     added = np.zeros(length, dtype=np.int64)
-    for offset in np.nonzero(counts)[0]:
-        beyond = steps - offset
-        added += counts[offset] * np.where(beyond > 0, -(-beyond // block_size), 0)
+    np.cumsum(per_offset[np.arange(length - 1) % block_size], out=added[1:])
     return added
 
 
@@ -104,12 +106,11 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     batch = len(requests)
     steps = np.arange(length, dtype=np.float64)
     shape = plan.shape
-    shapes = StepShape(np.full(length, float(batch)), np.full(length, float(batch)),
-                       np.full(length, float(batch)), shape.attention_pairs + batch * steps,
+    full = np.full(length, float(batch))
+    shapes = StepShape(full, full, full, shape.attention_pairs + batch * steps,
                        shape.kv_read_tokens + batch * steps)
     durations = np.asarray(cost_model.step_time_s(shapes), dtype=np.float64)
-    flops, hbm_bytes = cost_model.work(shapes)
-    return DecodeRun(plan, start_s, length, durations, added, np.asarray(flops), np.asarray(hbm_bytes))
+    return DecodeRun(plan, start_s, length, durations, added, shapes)
 
 
 def commit_run(run: DecodeRun, steps: int, kv: KVCache, gap_histogram) -> list[Request]:
@@ -130,6 +131,5 @@ def commit_run(run: DecodeRun, steps: int, kv: KVCache, gap_histogram) -> list[R
             request.finish_s = last_end
             finished.append(request)
     if steps > 1:
-        gap_histogram.add_many(run.durations_s[1:steps],
-                               np.full(steps - 1, len(run.requests), dtype=np.int64))
+        gap_histogram.add_repeated_each(run.durations_s[1:steps], len(run.requests))
     return finished

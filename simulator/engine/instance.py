@@ -22,7 +22,7 @@ from simulator.engine.queues import InstanceQueues
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.step import StepBuilder, StepLimits, StepPlan
 from simulator.errors import SimulationError
-from simulator.metrics.histogram import LogHistogram
+from simulator.metrics.gap_buffer import GapBuffer
 from simulator.metrics.run_stats import InstanceStats
 from simulator.perf.cost_model import CostModel
 from simulator.perf.power import PowerModel
@@ -40,6 +40,8 @@ class InstanceSetup:
     kv_bytes_per_token: float
     tag: str = "mixed"
     fast_forward: bool = True
+    check_invariants: bool = False
+    watchdog_steps: int = 100_000
 
 
 class Instance:
@@ -51,13 +53,13 @@ class Instance:
         kv: its KV cache; host: its host DRAM tier (None: preempt by recompute only).
         cost_model, power: step timing and energy.
         batch_policy: fills each step (already bound to its admission policy).
-        stats: totals to accumulate; gap_histogram: shared inter-token gap histogram.
+        stats: totals to accumulate; gap_histogram: buffer of the shared inter-token gap histogram.
         on_done: called with a request when it finishes or is rejected here.
     """
 
     def __init__(self, env: simpy.Environment, setup: InstanceSetup, kv: KVCache,
                  host: HostKVTier | None, cost_model: CostModel, power: PowerModel,
-                 batch_policy, stats: InstanceStats, gap_histogram: LogHistogram,
+                 batch_policy, stats: InstanceStats, gap_histogram: GapBuffer,
                  on_done: Callable[[Request], None]) -> None:
         self.env, self.setup, self.kv, self.host = env, setup, kv, host
         self.cost_model, self.power, self.batch_policy = cost_model, power, batch_policy
@@ -68,6 +70,8 @@ class Instance:
         self._wake = env.event()
         self._kv_accounted_s = 0.0
         self._decode_run: DecodeRun | None = None
+        self._steps_without_progress = 0
+        self._last_commit_s = 0.0
         self._interrupt = env.event()
         self.process = env.process(self._run())
 
@@ -117,6 +121,10 @@ class Instance:
     def swapped(self):
         return self.queues.swapped
 
+    @property
+    def now_s(self) -> float:
+        return self.env.now
+
     def blocks_to_admit(self, request: Request, tokens: int) -> int:
         """Free blocks a waiting request needs to start with ``tokens`` tokens (watermark included)."""
         hit = self.kv.prefix_hit_blocks(request) if request.computed_tokens == 0 else 0
@@ -157,6 +165,7 @@ class Instance:
             duration = self.step_duration_s(plan)
             yield self.env.timeout(duration)
             self.commit(plan, start, self.env.now)
+            self._watch(plan)
 
     def plan_step(self) -> StepPlan:
         builder = StepBuilder(self.kv, self.queues, self.host, self.setup.limits,
@@ -189,6 +198,8 @@ class Instance:
             step_end = float(run.ends_s[steps - 1])
             if step_end > self.env.now:
                 yield self.env.timeout(step_end - self.env.now)
+        # now + (end - now) can round one ulp away from end; the clock is the truth.
+        run.ends_s[steps - 1] = self.env.now
         self.commit_run(run, steps)
 
     def commit_run(self, run: DecodeRun, steps: int) -> None:
@@ -202,6 +213,9 @@ class Instance:
         self.queues.remove_finished()
         self._release(finished)
         self._account_run_work(run, steps)
+        self._steps_without_progress = 0
+        if self.setup.check_invariants:
+            self.check_invariants(float(run.ends_s[steps - 1]))
         hook = getattr(self.batch_policy, "on_step_end", None)
         if hook is not None:
             hook(run.plan, finished, float(run.ends_s[steps - 1]))
@@ -225,12 +239,12 @@ class Instance:
     def _account_run_work(self, run: DecodeRun, steps: int) -> None:
         stats = self.stats
         durations = run.durations_s[:steps]
+        flops, hbm_bytes = self.cost_model.work(run.shapes_of_first(steps))
         stats.steps += steps
         stats.busy_s += float(durations.sum())
-        stats.flops += float(run.flops[:steps].sum())
-        stats.hbm_bytes += float(run.hbm_bytes[:steps].sum())
-        stats.energy_j += float(np.sum(self.power.busy_energy_j(durations, run.flops[:steps],
-                                                                run.hbm_bytes[:steps])))
+        stats.flops += float(np.sum(flops))
+        stats.hbm_bytes += float(np.sum(hbm_bytes))
+        stats.energy_j += float(np.sum(self.power.busy_energy_j(durations, flops, hbm_bytes)))
 
     def step_duration_s(self, plan: StepPlan) -> float:
         swap_s = self.host.transfer_time_s(plan.swap_bytes) if self.host is not None else 0.0
@@ -245,6 +259,8 @@ class Instance:
         self.queues.remove_finished()
         self._release(finished)
         self._account_step(plan, start, end)
+        if self.setup.check_invariants:
+            self.check_invariants(end)
         hook = getattr(self.batch_policy, "on_step_end", None)
         if hook is not None:
             hook(plan, finished, end)
@@ -306,7 +322,54 @@ class Instance:
         self._account_kv(now)
         self.stats.energy_j += self.power.idle_energy_j(now - self.stats.busy_s)
 
+    # ------------------------------------------------------------- guards
+    def _watch(self, plan: StepPlan) -> None:
+        """Count steps that neither produced a token nor ended a request; stop a livelock."""
+        if plan.shape.num_sampled or plan.rejected:
+            self._steps_without_progress = 0
+            return
+        self._steps_without_progress += 1
+        if self._steps_without_progress >= self.setup.watchdog_steps:
+            head = (self.queues.running or list(self.queues.waiting) or [None])[0]
+            raise SimulationError(
+                f"instance {self.id}: no token generated and no request ended in "
+                f"{self._steps_without_progress} steps while {self.queues.num_requests} requests are "
+                f"pending (first: {head!r}); batch policy {type(self.batch_policy).__name__}")
+
+    def check_invariants(self, now: float) -> None:
+        """Raise SimulationError if KV accounting, request counters or time are inconsistent."""
+        try:
+            self.kv.check()
+            assert now >= self._last_commit_s, f"time went backwards: {now} < {self._last_commit_s}"
+            used = 0
+            for request in self.queues.running:
+                assert 0 <= request.computed_tokens <= request.known_tokens, f"counters of {request!r}"
+                assert request.generated_tokens <= request.output_tokens, f"overshoot of {request!r}"
+                held = self.kv.blocks_held(request)
+                assert held >= self.kv.blocks_for_tokens(request.computed_tokens), f"KV of {request!r}"
+                used += held
+            assert self.kv.used_blocks <= self.kv.total_blocks, "KV above capacity"
+            assert self.queues.pending_tokens == sum(
+                r.pending_compute_tokens for r in (*self.queues.waiting, *self.queues.running,
+                                                   *self.queues.swapped)), "pending token count drifted"
+        except AssertionError as err:
+            raise SimulationError(f"instance {self.id} at t={now:.6f}s: invariant violated: {err}") from None
+        self._last_commit_s = now
+
     # ---------------------------------------------------------------- stalls
+    def _recompute_swapped(self, request: Request) -> None:
+        """A swapped request that cannot come back even on an idle instance is recomputed."""
+        self.queues.swapped.remove(request)
+        if self.host is not None:
+            self.host.release(self.kv.blocks_for_tokens(request.computed_tokens) * self.kv.block_size
+                              * self.setup.kv_bytes_per_token)
+        lost = request.computed_tokens
+        request.recomputed_tokens += lost
+        request.computed_tokens = 0
+        request.status = RequestStatus.WAITING
+        self.queues.waiting.appendleft(request)
+        self.queues.pending_tokens += lost
+
     def _resolve_stall(self) -> None:
         """The policy scheduled nothing although work is queued: make progress or fail loudly.
 
@@ -320,9 +383,8 @@ class Instance:
                 f"nothing while {len(self.queues.running)} requests are running "
                 f"(first: request {self.queues.running[0].id})")
         if self.queues.swapped:
-            raise SimulationError(
-                f"instance {self.id}: swapped request {self.queues.swapped[0].id} cannot be swapped "
-                "back in on an idle instance")
+            self._recompute_swapped(self.queues.swapped[0])
+            return
         request = self.queues.waiting[0]
         need = self.kv.blocks_for_tokens(request.known_tokens)
         request.reject_reason = (

@@ -146,8 +146,10 @@ class KVCache:
 
     def grow(self, request: Request, total_tokens: int) -> bool:
         """Give the request enough private blocks for ``total_tokens``; False if memory is short."""
-        holding = self.holdings.setdefault(request.id, Holding())
-        need = self.blocks_for_tokens(total_tokens) - holding.blocks
+        holding = self.holdings.get(request.id)
+        if holding is None:
+            holding = self.holdings[request.id] = Holding()
+        need = -(-total_tokens // self.block_size) - len(holding.shared) - holding.private
         if need <= 0:
             return True
         if need > self.free_blocks:

@@ -102,10 +102,10 @@ class StepBuilder:
 
     def pending_tokens(self, request: Request) -> int:
         """Tokens the request would compute to reach its next token, after prefix hits."""
+        pending = request.prompt_tokens + request.generated_tokens - request.computed_tokens
         if request.status is RequestStatus.WAITING and request.computed_tokens == 0:
-            hit = self.kv.prefix_hit_blocks(request) * self.kv.block_size
-            return request.known_tokens - hit
-        return request.pending_compute_tokens
+            return pending - self.kv.prefix_hit_blocks(request) * self.kv.block_size
+        return pending
 
     def check(self, request: Request, num_tokens: int) -> Refusal | None:
         """Why ``add(request, num_tokens)`` would be refused, or None if it would succeed."""
@@ -133,13 +133,21 @@ class StepBuilder:
         A waiting request is admitted: it takes its prefix-cache hit, gets its
         blocks (leaving the watermark free) and joins the running batch.
         """
-        if self.check(request, num_tokens) is not None:
-            return False
-        if request.status is RequestStatus.WAITING:
-            self._admit(request)
         cached = request.computed_tokens
-        ok = self.kv.grow(request, cached + num_tokens)
-        assert ok, "fit was checked"
+        if request.status is RequestStatus.RUNNING:
+            # Hot path (every decode of every step): the checks of check(), inlined;
+            # grow() itself refuses, without change, when memory is short.
+            if (request.id in self._in_batch or num_tokens < 1 or num_tokens > self.tokens_left
+                    or num_tokens > request.prompt_tokens + request.generated_tokens - cached
+                    or self.seqs_left < 1 or not self.kv.grow(request, cached + num_tokens)):
+                return False
+        else:
+            if self.check(request, num_tokens) is not None:
+                return False
+            self._admit(request)
+            cached = request.computed_tokens
+            ok = self.kv.grow(request, cached + num_tokens)
+            assert ok, "fit was checked"
         self._entries.append((request, num_tokens))
         self._in_batch.add(request.id)
         self.tokens_left -= num_tokens
@@ -147,7 +155,7 @@ class StepBuilder:
         self._tokens += num_tokens
         self._pairs += num_tokens * cached + num_tokens * (num_tokens + 1) / 2
         self._kv_read += cached + num_tokens
-        self._sampled += cached + num_tokens == request.known_tokens
+        self._sampled += cached + num_tokens == request.prompt_tokens + request.generated_tokens
         return True
 
     def preempt(self, request: Request) -> None:

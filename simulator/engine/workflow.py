@@ -101,6 +101,6 @@ class SessionRunner:
         return request
 
     def completed_tct_s(self) -> list[float]:
-        """Task completion times of completed sessions other than closed-loop clients."""
+        """Task completion times of completed agent workflows (conversations and clients excluded)."""
         return [r.end_s - r.arrival_s for r in self.records.values()
-                if r.status == "completed" and r.kind != "client"]
+                if r.status == "completed" and r.kind == "workflow"]
