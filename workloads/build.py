@@ -1,56 +1,101 @@
-"""From a ``workload:`` configuration to the stream of requests the engine replays.
+"""From a ``workload:`` configuration to the stream of work the engine replays.
 
-``build_workload`` does all the checking up front (reading traces and
-empirical length files), then returns a lazy ``Workload``. Randomness comes
-only from the generator passed in: it spawns one child stream each for arrival
-gaps, prompt lengths and output lengths, so changing one distribution leaves
-the draws of the others untouched, and the same seed gives the same requests.
+``build_workload`` builds one stream per source (reading trace heads and
+length files, so errors surface now), merges several sources by arrival time,
+and returns a lazy ``Workload``. Randomness comes only from the generator
+passed in: a single source uses it directly (so its draws do not depend on
+the schema around it), and a list of sources spawns one child per source, so
+adding a source leaves the others' requests unchanged.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from simulator.engine.request import RequestSpec
-from workloads.arrivals import RenewalArrivals
-from workloads.config import GeneratorConfig, LengthsConfig, WorkloadConfig
-from workloads.lengths import LengthSampler, make_sampler, profile_samplers, resolve
-from workloads.stream import Limits, Workload, WorkloadStats
-from workloads.synthetic import Streams, generate
-from workloads.trace import load_trace, replay, within_limits
+from workloads.config import SourceConfig, WorkloadConfig
+from workloads.emit import request_specs
+from workloads.labels import Labeller
+from workloads.lengths import resolve
+from workloads.servegen import servegen_batches
+from workloads.sessions.agent import agent_tasks
+from workloads.sessions.chains import session_items
+from workloads.sessions.closed_loop import closed_loop_clients
+from workloads.sessions.conversation import conversations
+from workloads.stream import Limits, WorkItem, Workload, WorkloadStats, calls_of
+from workloads.synthetic import generated_batches
+from workloads.trace import trace_batches
 
 
-def build_workload(config: WorkloadConfig, rng: np.random.Generator, base_dir: Path) -> Workload:
-    """The requests of ``config`` in non-decreasing arrival order, made lazily.
+def build_workload(config: WorkloadConfig, rng: np.random.Generator, base_dir: Path,
+                   max_context_tokens: int | None = None) -> Workload:
+    """The work of ``config`` in non-decreasing arrival order, made lazily.
 
-    ``base_dir`` is the folder of the experiment file: relative trace and
-    empirical paths are taken from there. Raises ``TraceError`` (one line,
-    naming the file and the line or column) when a file cannot be used.
-    Spawning child streams advances ``rng``'s spawn counter, so build each
-    workload from a fresh generator of its seed to get the same requests again.
+    ``base_dir`` is the folder of the experiment file: relative paths are taken
+    from there. With ``max_context_tokens`` (the model's context length), every
+    request's prompt plus output is clipped to it and sessions end before a
+    call that would not fit; both are counted in ``Workload.stats``. Raises
+    ``TraceError`` (one line naming the file and the line or column) when a
+    file cannot be used. Spawning child streams advances ``rng``'s spawn
+    counter, so build each workload from a fresh generator of its seed.
     """
     stats = WorkloadStats()
     limits = Limits(config.num_requests, config.duration_s)
-    if config.trace is not None:
-        trace = load_trace(config.trace, resolve(Path(base_dir), config.trace.path), stats)
-        return Workload(replay(within_limits(trace, limits), config.max_output_tokens, stats), stats)
-    assert config.generator is not None  # the config's validator guarantees one of the two
-    return Workload(_generated(config.generator, rng, Path(base_dir), limits,
-                               config.max_output_tokens, stats), stats)
+    sources = config.source_list()
+    if config.sources is None:
+        return Workload(_source(sources[0], "", rng, limits, config, Path(base_dir), max_context_tokens, stats),
+                        stats)
+    streams = [_source(source, source.name or f"source{index}", child,
+                       Limits(source.num_requests, source.duration_s), config, Path(base_dir), max_context_tokens,
+                       stats)
+               for index, (source, child) in enumerate(zip(sources, rng.spawn(len(sources)), strict=True))]
+    return Workload(_limited(heapq.merge(*streams, key=_arrival), limits), stats)
 
 
-def _generated(generator: GeneratorConfig, rng: np.random.Generator, base_dir: Path, limits: Limits,
-               max_output_tokens: int | None, stats: WorkloadStats) -> Iterator[RequestSpec]:
-    arrivals = RenewalArrivals.from_config(generator.arrivals)
-    prompts, outputs = _length_samplers(generator.lengths, base_dir)
-    return generate(arrivals, prompts, outputs, Streams.spawn(rng), limits, max_output_tokens, stats)
+def _source(source: SourceConfig, name: str, rng: np.random.Generator, limits: Limits, config: WorkloadConfig,
+            base_dir: Path, context: int | None, stats: WorkloadStats) -> Iterator[WorkItem]:
+    rules = [*source.labels, *config.labels]
+    prefix = f"{name}/" if name else ""
+    cap = config.max_output_tokens
+    if source.closed_loop is not None or source.sessions is not None:
+        if source.closed_loop is not None:
+            calls = limits.num_requests if limits.num_requests is not None else config.num_requests
+            sessions = closed_loop_clients(source.closed_loop, calls, rng, base_dir, prefix, stats)
+        elif source.sessions.kind == "agent":
+            sessions = agent_tasks(source.sessions, rng, base_dir, prefix, stats)
+        else:
+            sessions = conversations(source.sessions, rng, base_dir, prefix, stats)
+        return session_items(sessions, limits, cap, context, _labeller(rules, name, rng), stats)
+    if source.generator is not None:
+        batches = generated_batches(source.generator, rng, base_dir)
+    elif source.servegen is not None:
+        batches = servegen_batches(source.servegen, resolve(base_dir, source.servegen.path), rng)
+    else:
+        columns = {column for rule in rules for column in (rule.when.columns or {})}
+        batches = trace_batches(source.trace, resolve(base_dir, source.trace.path), rng, stats, columns)
+    return request_specs(batches, limits, cap, context, _labeller(rules, name, rng), stats)
 
 
-def _length_samplers(lengths: LengthsConfig, base_dir: Path) -> tuple[LengthSampler, LengthSampler]:
-    if lengths.profile is not None:
-        return profile_samplers(lengths.profile)
-    assert lengths.prompt is not None and lengths.output is not None  # checked by the config
-    return make_sampler(lengths.prompt, base_dir), make_sampler(lengths.output, base_dir)
+def _labeller(rules: list, name: str, rng: np.random.Generator) -> Labeller:
+    # Spawned after the source took its own streams, so label rules never change the requests.
+    return Labeller(rules, name, rng.spawn(1)[0])
+
+
+def _arrival(item: WorkItem) -> float:
+    return item.arrival_s
+
+
+def _limited(items: Iterator[WorkItem], limits: Limits) -> Iterator[WorkItem]:
+    """``items`` up to the workload-wide limits (``num_requests`` counts calls)."""
+    handed_out = 0
+    for item in items:
+        if limits.duration_s is not None and item.arrival_s >= limits.duration_s:
+            return
+        calls = calls_of(item)
+        if limits.num_requests is not None and handed_out + calls > limits.num_requests:
+            return
+        handed_out += calls
+        yield item

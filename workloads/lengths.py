@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from simulator.errors import TraceError, located
-from workloads.config import (
-    TOKEN_CEILING, EmpiricalLength, FixedLength, LengthDist, LognormalLength, UniformLength,
-)
-from workloads.csv_columns import read_columns, token_column
+from workloads.config_base import TOKEN_CEILING
+from workloads.config_dists import EmpiricalLength, FixedLength, LognormalLength, QuantileLength, UniformLength
 from workloads.profiles import get_profile
+from workloads.readers.frames import csv_frames
+from workloads.readers.values import Column
 
 Draw = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -29,6 +29,12 @@ def clip_tokens(values: np.ndarray, low: int, high: int) -> tuple[np.ndarray, np
     """``values`` as int64 within ``[low, high]``, and the mask of values that had to move."""
     moved = (values < low) | (values > high)
     return np.clip(values, low, high).astype(np.int64), moved
+
+
+def quantile_draw(probabilities, values) -> Draw:
+    """Inverse-CDF draws from a quantile table, interpolating linearly between its points."""
+    p, v = np.asarray(probabilities, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    return lambda rng, n: np.interp(rng.random(n), p, v)
 
 
 class LengthSampler:
@@ -44,8 +50,8 @@ class LengthSampler:
         return clip_tokens(self._draw(rng, n), self.low, self.high)
 
 
-def make_sampler(dist: LengthDist, base_dir: Path) -> LengthSampler:
-    """The sampler for one configured distribution; empirical files are read now."""
+def make_sampler(dist, base_dir: Path) -> LengthSampler:
+    """The sampler for one configured length distribution; empirical files are read now."""
     match dist:
         case FixedLength(tokens=tokens):
             return LengthSampler(lambda rng, n: np.full(n, tokens, dtype=np.int64))
@@ -55,6 +61,9 @@ def make_sampler(dist: LengthDist, base_dir: Path) -> LengthSampler:
             return _lognormal(dist)
         case EmpiricalLength():
             return _empirical(dist, base_dir)
+        case QuantileLength(probabilities=probabilities, tokens=tokens):
+            draw = quantile_draw(probabilities, tokens)
+            return LengthSampler(lambda rng, n: np.rint(draw(rng, n)))
     raise TypeError(f"unknown length distribution {dist!r}")
 
 
@@ -62,6 +71,13 @@ def profile_samplers(name: str) -> tuple[LengthSampler, LengthSampler]:
     """Prompt and output samplers of the built-in profile ``name``."""
     profile = get_profile(name)
     return LengthSampler(profile.prompt.sample), LengthSampler(profile.output.sample)
+
+
+def length_samplers(lengths, base_dir: Path) -> tuple[LengthSampler, LengthSampler]:
+    """Prompt and output samplers of a ``LengthsConfig``: its profile, or its two distributions."""
+    if lengths.profile is not None:
+        return profile_samplers(lengths.profile)
+    return make_sampler(lengths.prompt, base_dir), make_sampler(lengths.output, base_dir)
 
 
 def _lognormal(dist: LognormalLength) -> LengthSampler:
@@ -73,8 +89,13 @@ def _lognormal(dist: LognormalLength) -> LengthSampler:
 
 def _empirical(dist: EmpiricalLength, base_dir: Path) -> LengthSampler:
     path = resolve(base_dir, dist.path)
-    frame = read_columns(path, [dist.column])
-    values = token_column(path, frame, dist.column)
+    parts = []
+    for frame in csv_frames(path, 1 << 18):
+        if dist.column not in frame.columns:
+            header = ", ".join(map(str, frame.columns))
+            raise TraceError(located(path, f"column {dist.column!r}", f"not found; the header has: {header}"))
+        parts.append(Column(path, frame, dist.column).tokens())
+    values = np.concatenate(parts)
     if values.max() > TOKEN_CEILING:
         raise TraceError(located(path, f"column {dist.column!r}", f"token counts above {TOKEN_CEILING}"))
     return LengthSampler(lambda rng, n: values[rng.integers(0, len(values), size=n)])

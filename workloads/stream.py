@@ -1,10 +1,10 @@
-"""The stream of requests a workload hands to the engine, and what it had to adjust.
+"""The stream of work a workload hands to the engine, and what it had to adjust.
 
 Workloads keep their data in numpy columns and turn one chunk at a time into
-``RequestSpec`` objects, so a million-request run never holds a million specs.
-``Workload`` is that lazy stream plus ``WorkloadStats``: counts of values the
-workload changed on the way (clipped lengths, reordered trace rows), which a
-report can show so adjustments are never silent.
+specs, so a ten-million-request replay never holds ten million specs.
+``Workload`` is that lazy stream plus ``WorkloadStats``: counts of rows the
+workload read, dropped, filtered or changed on the way, which the run writes
+into ``summary.json`` so adjustments are never silent.
 """
 
 from __future__ import annotations
@@ -15,70 +15,84 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.engine.request import RequestSpec
+from simulator.engine.session import SessionSpec
 
 # Rows turned into specs at a time: large enough to amortise numpy calls, small
 # enough that a chunk of columns stays in cache.
 CHUNK = 4096
 
+WorkItem = RequestSpec | SessionSpec
+
 
 @dataclass(slots=True)
 class WorkloadStats:
-    """Adjustments made so far to the requests handed out (or about to be, in the current chunk).
+    """What the workload did to its sources so far (counted a chunk at a time, as specs are made).
+
+    A flat record of numbers (it is written into ``summary.json``).
 
     Attributes:
-        clipped_prompts: prompt lengths moved to a bound (``min_tokens``/``max_tokens``,
-            or a zero in a trace raised to one token).
-        clipped_outputs: the same for output lengths.
-        reordered_rows: trace rows that arrived earlier than the row above them;
-            the trace was sorted by arrival time (stably) before replay.
+        trace_rows: data rows read from trace files.
+        dropped_rows: rows a reader discarded as failed requests (BurstGPT rows with no response tokens).
+        filtered_rows: rows removed by ``transforms.filter``.
+        reordered_rows: rows that arrived earlier than the row above them, in traces
+            sorted because ``on_unsorted: sort`` asked for it.
+        clipped_prompts: prompt lengths moved to a bound (a distribution's ``min_tokens``/
+            ``max_tokens``, or a zero in a trace raised to one token).
+        clipped_outputs: the same for output lengths (and call outputs cut to ``max_output_tokens``).
+        clipped_to_context: requests or first calls whose prompt plus output was cut to fit the
+            model's context.
+        sessions_cut_to_context: sessions that end early because their next call would not fit
+            the model's context.
     """
 
+    trace_rows: int = 0
+    dropped_rows: int = 0
+    filtered_rows: int = 0
+    reordered_rows: int = 0
     clipped_prompts: int = 0
     clipped_outputs: int = 0
-    reordered_rows: int = 0
+    clipped_to_context: int = 0
+    sessions_cut_to_context: int = 0
 
 
 @dataclass(frozen=True)
 class Limits:
-    """When to stop: after ``num_requests`` requests or at ``duration_s``, whichever is first."""
+    """When to stop: after ``num_requests`` LLM calls or at ``duration_s``, whichever is first."""
 
     num_requests: int | None = None
     duration_s: float | None = None
 
     def rows_within(self, handed_out: int, times: np.ndarray) -> int:
-        """How many of the sorted ``times`` may still be handed out."""
+        """How many of the sorted ``times`` (single requests) may still be handed out."""
         rows = len(times)
         if self.num_requests is not None:
             rows = min(rows, self.num_requests - handed_out)
         if self.duration_s is not None:
             rows = min(rows, int(np.searchsorted(times, self.duration_s, side="left")))
-        return rows
+        return max(rows, 0)
 
 
 class Workload:
-    """An iterator of ``RequestSpec`` in non-decreasing arrival order, with its ``stats``.
+    """An iterator of ``RequestSpec`` and ``SessionSpec`` in non-decreasing ``arrival_s``, with ``stats``.
 
-    Files are read and configurations checked when the workload is built, so
-    errors surface before the simulation starts; specs are made on demand.
+    Files are opened and configurations checked when the workload is built, so
+    most errors surface before the simulation starts; a trace too large to
+    read up front is checked as it streams, and a bad row there stops the run
+    with the same one-line ``TraceError``.
     """
 
-    def __init__(self, specs: Iterator[RequestSpec], stats: WorkloadStats) -> None:
-        self._specs = specs
+    def __init__(self, items: Iterator[WorkItem], stats: WorkloadStats) -> None:
+        self._items = items
         self.stats = stats
 
-    def __iter__(self) -> Iterator[RequestSpec]:
+    def __iter__(self) -> Iterator[WorkItem]:
         # Handing out the generator itself keeps a per-request method call out of loops.
-        return self._specs
+        return self._items
 
-    def __next__(self) -> RequestSpec:
-        return next(self._specs)
+    def __next__(self) -> WorkItem:
+        return next(self._items)
 
 
-def specs_from_columns(
-    arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
-    max_output_tokens: int | None,
-) -> Iterator[RequestSpec]:
-    """One ``RequestSpec`` per row of the given equal-length columns, as plain Python numbers."""
-    rows = zip(arrival_s.tolist(), prompt_tokens.tolist(), output_tokens.tolist(), strict=True)
-    for arrival, prompt, output in rows:
-        yield RequestSpec(arrival, prompt, output, max_output_tokens)
+def calls_of(item: WorkItem) -> int:
+    """LLM calls an item stands for: one for a request, every call of a session."""
+    return 1 if isinstance(item, RequestSpec) else len(item.calls)

@@ -1,75 +1,99 @@
-"""Trace replay: requests read from a CSV of arrival times and token counts.
+"""Trace replay: from a trace file to a stream of ``RequestBatch`` in arrival order.
 
-The whole trace is read into three numpy columns when the workload is built,
-so a bad row is reported before the simulation starts; specs are made lazily.
-Real traces are not always in time order (merged logs, clock skew), so rows
-are sorted stably by arrival time and the number of out-of-order rows is
-counted. A zero token count (some traces log failed requests that way) is
-raised to one token and counted; negative or fractional counts are errors.
+The pipeline is: choose the reader (by name or ``format: auto``), read the
+file in chunks, count rows, enforce time order, shift to start at zero, then
+apply the transforms. Time order is checked, never assumed: rows out of order
+are an error naming the first such line unless the experiment asks for
+``on_unsorted: sort``, which sorts in memory (stably) and counts the rows that
+moved. Zero token counts are raised to one token later, where every source's
+lengths are checked and counted alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from simulator.engine.request import RequestSpec
 from simulator.errors import TraceError, located
-from workloads.config import TOKEN_CEILING, TraceConfig
-from workloads.csv_columns import number_column, read_columns, token_column
-from workloads.lengths import clip_tokens
-from workloads.stream import CHUNK, Limits, WorkloadStats, specs_from_columns
+from workloads.batch import RequestBatch
+from workloads.config_trace import TraceConfig
+from workloads.readers import choose_reader
+from workloads.stream import WorkloadStats
+from workloads.transforms import transformed
+
+SORTED_CHUNK = 1 << 16
 
 
-@dataclass(frozen=True)
-class TraceTable:
-    """A trace in arrival order: times in seconds, token counts of at least one, clip masks."""
+def trace_batches(config: TraceConfig, path: Path, rng: np.random.Generator, stats: WorkloadStats,
+                  extra_columns: Iterable[str] = ()) -> Iterator[RequestBatch]:
+    """The requests of the trace at ``path``, transformed, in non-decreasing arrival order.
 
-    arrival_s: np.ndarray
-    prompt_tokens: np.ndarray
-    output_tokens: np.ndarray
-    prompt_clipped: np.ndarray
-    output_clipped: np.ndarray
-
-    def head(self, rows: int) -> TraceTable:
-        """The first ``rows`` rows."""
-        return TraceTable(*(getattr(self, field.name)[:rows] for field in fields(self)))
-
-
-def load_trace(config: TraceConfig, path: Path, stats: WorkloadStats) -> TraceTable:
-    """Read, check, sort and rescale the trace at ``path``; counts reordered rows in ``stats``."""
-    names = config.columns
-    frame = read_columns(path, [names.arrival_s, names.prompt_tokens, names.output_tokens])
-    arrival = number_column(path, frame, names.arrival_s)
-    prompt = token_column(path, frame, names.prompt_tokens)
-    output = token_column(path, frame, names.output_tokens)
-    if not config.start_at_zero and arrival.min() < 0:
-        row = int(np.argmin(arrival))
-        raise TraceError(located(path, f"line {row + 2}", f"column {names.arrival_s!r}: negative arrival "
-                                 f"time ({arrival[row]:g}); set start_at_zero: true to shift the trace"))
-    stats.reordered_rows = int(np.count_nonzero(np.diff(arrival) < 0))
-    order = np.argsort(arrival, kind="stable")
-    arrival = arrival[order]
-    if config.start_at_zero:
-        arrival = arrival - arrival[0]
-    prompt, prompt_clipped = clip_tokens(prompt[order], 1, TOKEN_CEILING)
-    output, output_clipped = clip_tokens(output[order], 1, TOKEN_CEILING)
-    return TraceTable(arrival * config.time_scale, prompt, output, prompt_clipped, output_clipped)
+    The first batch is read now, so a wrong format, a missing column or an
+    empty result fails when the workload is built; later rows are checked as
+    they stream.
+    """
+    reader = choose_reader(config, path)
+    columns = sorted(set(extra_columns) | set(config.transforms.filter or {}))
+    batches = _counted(reader.read(path, columns), stats)
+    batches = _sorted(batches, path, stats) if config.on_unsorted == "sort" else _checked_order(batches, path)
+    batches = _shifted(batches, path, config.start_at_zero)
+    batches = (b for b in transformed(batches, config.transforms, rng, stats) if len(b))
+    first = next(batches, None)
+    if first is None:
+        raise TraceError(located(path, "", f"no requests left to replay ({stats.trace_rows} rows read, "
+                                 f"{stats.dropped_rows} dropped as failed, {stats.filtered_rows} filtered out; "
+                                 "check the transforms)"))
+    return itertools.chain([first], batches)
 
 
-def within_limits(trace: TraceTable, limits: Limits) -> TraceTable:
-    """The leading rows of ``trace`` that ``limits`` allow."""
-    return trace.head(limits.rows_within(0, trace.arrival_s))
+def _counted(batches: Iterator[RequestBatch], stats: WorkloadStats) -> Iterator[RequestBatch]:
+    for batch in batches:
+        stats.trace_rows += len(batch) + batch.dropped
+        stats.dropped_rows += batch.dropped
+        yield batch
 
 
-def replay(trace: TraceTable, max_output_tokens: int | None, stats: WorkloadStats) -> Iterator[RequestSpec]:
-    """Request specs for every row of ``trace``, made ``CHUNK`` rows at a time."""
-    for start in range(0, len(trace.arrival_s), CHUNK):
-        chunk = slice(start, start + CHUNK)
-        stats.clipped_prompts += int(np.count_nonzero(trace.prompt_clipped[chunk]))
-        stats.clipped_outputs += int(np.count_nonzero(trace.output_clipped[chunk]))
-        yield from specs_from_columns(trace.arrival_s[chunk], trace.prompt_tokens[chunk],
-                                      trace.output_tokens[chunk], max_output_tokens)
+def _checked_order(batches: Iterator[RequestBatch], path: Path) -> Iterator[RequestBatch]:
+    previous = -np.inf
+    for batch in batches:
+        if len(batch):
+            times = np.concatenate([[previous], batch.arrival_s])
+            late = np.flatnonzero(np.diff(times) < 0)
+            if late.size:
+                row = int(late[0])
+                raise TraceError(located(path, f"line {batch.line[row]}", (
+                    f"not sorted by arrival time: {times[row] - times[row + 1]:g} s earlier than the row "
+                    "above; set on_unsorted: sort to sort the trace")))
+            previous = batch.arrival_s[-1]
+        yield batch
+
+
+def _sorted(batches: Iterator[RequestBatch], path: Path, stats: WorkloadStats) -> Iterator[RequestBatch]:
+    # Sorting needs the whole trace in memory; only done when the experiment asks for it.
+    parts = list(batches)
+    if not parts:
+        return
+    everything = RequestBatch.concat(parts)
+    stats.reordered_rows += int(np.count_nonzero(np.diff(everything.arrival_s) < 0))
+    ordered = everything.take(np.argsort(everything.arrival_s, kind="stable"))
+    for start in range(0, len(ordered), SORTED_CHUNK):
+        yield ordered.take(slice(start, start + SORTED_CHUNK))
+
+
+def _shifted(batches: Iterator[RequestBatch], path: Path, start_at_zero: bool) -> Iterator[RequestBatch]:
+    origin = None
+    for batch in batches:
+        if not len(batch):
+            continue
+        if origin is None:
+            origin = float(batch.arrival_s[0]) if start_at_zero else 0.0
+            if batch.arrival_s[0] < 0 and not start_at_zero:
+                raise TraceError(located(path, f"line {batch.line[0]}", (
+                    f"negative arrival time ({batch.arrival_s[0]:g} s); set start_at_zero: true to shift "
+                    "the trace")))
+        if origin:
+            batch.arrival_s = batch.arrival_s - origin
+        yield batch
