@@ -29,6 +29,7 @@ A request is *completed* when its last output token has been generated.
 | `slo.attainment` | fraction of *arrived* requests that completed and meet every SLO set (TTFT ≤ `slo.ttft_s`, TPOT ≤ `slo.tpot_s`; a one-token output meets the TPOT SLO); rejected and unfinished requests count as misses; null when no SLO is set |
 | `goodput.requests_per_s` | completed requests meeting every SLO / window; with no SLO set, every completed request counts |
 | `goodput.tokens_per_s` | prompt plus output tokens of those requests / window |
+| `goodput_sla` | the Past-Future paper's goodput, set when `slo.max_tpot_s` (the largest allowed single inter-token gap) is: `tokens_per_s` = prompt plus output tokens of completed requests with TTFT ≤ `slo.ttft_s` (when set) and largest inter-token gap (`max_token_gap_s`) ≤ `slo.max_tpot_s`, per second of the window; `requests_per_s` = those requests / window; `attainment` = their fraction of arrived requests; null when `slo.max_tpot_s` is not set |
 | `utilization.gpu_busy` | Σ instance busy time / (instances × simulated time); an instance is busy while it runs an engine step |
 | `utilization.kv_mean` | mean over instances of the time-averaged fraction of KV-cache blocks in use |
 | `utilization.kv_peak` | the highest fraction of KV-cache blocks in use on any instance at any time |

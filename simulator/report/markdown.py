@@ -1,28 +1,31 @@
-"""The Markdown report of one run, built from its output folder alone.
+"""The report of one run (``report.md`` and ``report.html``), built from its output folder alone.
 
-``write_report`` reads ``summary.json`` and ``requests.csv`` - never the
-simulator - so any finished run folder can be re-reported later, by
-``servesim report DIR`` or from a notebook. Every file is written under a
-temporary name and moved into place, so a crash never leaves half a report.
+``write_report`` reads ``summary.json``, ``requests.csv`` and, when present,
+``timeseries.csv`` - never the simulator - so any finished run folder can be
+re-reported later, by ``servesim report DIR`` or from a notebook. The report is
+one ``Document`` rendered as Markdown (figures linked) and as a standalone HTML
+page (figures embedded). Every file is written under a temporary name and moved
+into place, so a crash never leaves half a report.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from simulator import atomic
 from simulator.errors import ServesimError, located
 from simulator.metrics.summary import add_latency_columns
 from simulator.report import figures
 from simulator.report.definitions import DEFINITIONS_MD
+from simulator.report.document import Document
 
-FIGURES = {"ttft_cdf.png": ("ttft_s", "TTFT"), "tpot_cdf.png": ("tpot_s", "TPOT")}
+FIGURES = {"ttft_cdf.png": ("ttft_s", "TTFT"), "tpot_cdf.png": ("tpot_s", "TPOT"),
+           "e2e_cdf.png": ("e2e_s", "E2E latency")}
+TIMESERIES_FIGURE = "timeseries.png"
 LATENCY_ROWS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("tbt_s", "TBT"),
                 ("e2e_s", "E2E latency"), ("queue_s", "Queueing delay"))
 # Only what the figures need: a multi-million-row requests.csv then reads quickly.
@@ -32,7 +35,7 @@ _CSV_COLUMNS = ("status", "arrival_s", "first_scheduled_s", "first_token_s", "la
 
 
 def write_report(out_dir: Path) -> Path:
-    """Write ``report.md``, ``ttft_cdf.png`` and ``tpot_cdf.png`` into ``out_dir``.
+    """Write ``report.md``, ``report.html`` and the figures (latency CDFs, time series) into ``out_dir``.
 
     Returns the path of ``report.md``.
     """
@@ -41,15 +44,25 @@ def write_report(out_dir: Path) -> Path:
     completed = read_completed_requests(out_dir / "requests.csv")
     for filename, (column, name) in FIGURES.items():
         slo_s = (summary.get("slo") or {}).get(column)
-        fig = figures.latency_cdf(completed[column].to_numpy(), name=name, slo_s=slo_s)
-        try:
-            _atomic_write(out_dir / filename, lambda path, fig=fig: fig.savefig(path, format="png"))
-        finally:
-            figures.close(fig)
-    report = out_dir / "report.md"
-    text = render_markdown(summary)
-    _atomic_write(report, lambda path: path.write_text(text, encoding="utf-8"))
-    return report
+        figures.save_png(figures.latency_cdf(completed[column].to_numpy(), name=name, slo_s=slo_s),
+                         out_dir / filename)
+    samples = read_timeseries(out_dir / "timeseries.csv")
+    if samples is not None:
+        figures.save_png(figures.timeseries(samples, title="Per-instance state over time"),
+                         out_dir / TIMESERIES_FIGURE)
+    document = build_document(summary, with_timeseries=samples is not None)
+    atomic.write_text(out_dir / "report.html", document.to_html(out_dir))
+    return atomic.write_text(out_dir / "report.md", document.to_markdown())
+
+
+def read_timeseries(path: Path) -> pd.DataFrame | None:
+    """The run's ``timeseries.csv``, or None when the run did not sample."""
+    if not Path(path).is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ServesimError(located(path, "", f"unreadable time series: {err}")) from None
 
 
 def read_summary(path: Path) -> dict[str, Any]:
@@ -75,31 +88,43 @@ def read_completed_requests(path: Path) -> pd.DataFrame:
     return add_latency_columns(frame)
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
+def render_markdown(summary: dict[str, Any], with_timeseries: bool = False) -> str:
     """The report text for ``summary``: title, tables, figures and definitions."""
+    return build_document(summary, with_timeseries).to_markdown()
+
+
+def build_document(summary: dict[str, Any], with_timeseries: bool = False) -> Document:
+    """The report of one run as blocks (rendered to Markdown and HTML)."""
     sim = summary.get("sim") or {}
-    parts = [
-        f"# servesim report: {summary.get('experiment')}",
-        f"seed {summary.get('seed')} · servesim {summary.get('version')} · "
-        f"{_number(sim.get('simulated_s'))} simulated s · window {_number(sim.get('window_s'))} s",
-        "## Latency (ms)",
-        _latency_table(summary),
-        "## Run summary",
-        _table(("metric", "value"), _summary_rows(summary)),
-        "## Figures",
-        *(f"![{name} CDF]({filename})" for filename, (_, name) in FIGURES.items()),
-        "## Definitions",
-        DEFINITIONS_MD,
-    ]
-    return "\n\n".join(part.rstrip("\n") for part in parts) + "\n"
+    doc = Document(f"servesim report: {summary.get('experiment')}")
+    doc.paragraph(f"seed {summary.get('seed')} · servesim {summary.get('version')} · "
+                  f"{_number(sim.get('simulated_s'))} simulated s · window {_number(sim.get('window_s'))} s")
+    doc.heading("Latency (ms)").table(*_latency_table(summary))
+    doc.heading("Run summary").table(("metric", "value"), _summary_rows(summary))
+    doc.heading("Energy and cost").table(("metric", "value"), energy_cost_rows(summary))
+    doc.heading("Figures")
+    for filename, (_, name) in FIGURES.items():
+        doc.figure(filename, f"{name} CDF")
+    if with_timeseries:
+        doc.figure(TIMESERIES_FIGURE, "KV cache use, waiting requests and running batch per instance over time")
+    return doc.heading("Definitions").raw(DEFINITIONS_MD)
 
 
-def _latency_table(summary: dict[str, Any]) -> str:
+def _latency_table(summary: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     rows = []
     for key, label in LATENCY_ROWS:
         stats = summary.get(key) or {}
         rows.append((label, *(_ms(stats.get(k)) for k in ("mean", "p50", "p90", "p99"))))
-    return _table(("metric", "mean", "p50", "p90", "p99"), rows)
+    return ("metric", "mean", "p50", "p90", "p99"), rows
+
+
+def energy_cost_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Energy and cost of a run, as (label, formatted value) rows."""
+    energy, cost = s.get("energy") or {}, s.get("cost") or {}
+    return [("energy (J)", _number(energy.get("joules"))),
+            ("energy per output token (J)", _number(energy.get("joules_per_output_token"))),
+            ("cost (USD)", _number(cost.get("usd"))),
+            ("cost per million output tokens (USD)", _number(cost.get("usd_per_million_output_tokens")))]
 
 
 def _summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -122,13 +147,6 @@ def _summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("gpu_busy", "GPU busy"), ("kv_mean", "KV cache use, mean"),
         ("kv_peak", "KV cache use, peak"),
         ("mfu", "MFU"), ("mbu", "MBU"))]
-    rows += [
-        ("energy (J)", _number(get("energy", "joules"))),
-        ("energy per output token (J)", _number(get("energy", "joules_per_output_token"))),
-        ("cost (USD)", _number(get("cost", "usd"))),
-        ("cost per million output tokens (USD)",
-         _number(get("cost", "usd_per_million_output_tokens"))),
-    ]
     if get("workflows", "completed") is not None:
         tct = get("workflows", "tct_s") or {}
         rows += [("workflows completed", _number(get("workflows", "completed"))),
@@ -136,12 +154,6 @@ def _summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     rows += [("wall-clock time (s)", _number(get("sim", "wall_s"))),
              ("engine steps", _number(get("sim", "steps")))]
     return rows
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _ms(seconds: float | None) -> str:
@@ -158,15 +170,3 @@ def _number(value: float | int | None) -> str:
     if isinstance(value, int) or abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.4g}"
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` on a temporary file beside ``path``, then move it onto ``path``."""
-    # A fresh unique name (not mkstemp, whose 0600 mode would stick to the result).
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -1,0 +1,61 @@
+"""Writing files so that a reader never sees half of one.
+
+Every result servesim writes (tables, reports, baselines, cached sweep runs)
+goes to a uniquely named temporary file beside its destination and is moved
+into place with ``os.replace``, which is atomic on POSIX and Windows. A crash
+or a kill therefore leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write`` on a temporary path beside ``path``, then move it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh unique name (not mkstemp, whose 0600 mode would stick to the result).
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# The temporary names atomic_write uses: ".<name>.<32 hex digits>.tmp".
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete the temporary files a killed ``atomic_write`` left in ``folder`` (nothing else)."""
+    if Path(folder).is_dir():
+        for leftover in Path(folder).iterdir():
+            if _TEMPORARY.match(leftover.name) and leftover.is_file():
+                leftover.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """Write ``value`` as indented JSON to ``path`` atomically."""
+    return write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` without its index as CSV to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
