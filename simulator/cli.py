@@ -13,14 +13,15 @@ from pathlib import Path
 
 from simulator import __version__
 from simulator.config import load_experiment
-from simulator.errors import ServesimError
+from simulator.errors import ServesimError, located
 from simulator.hardware import DEFAULT_CATALOG
-from simulator.registry import ALL_REGISTRIES
+from simulator.registry import ALL_REGISTRIES, allow_imports
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    allow_imports(getattr(args, "allow_import", False))
     try:
         return args.handler(args)
     except ServesimError as err:
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"servesim: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a path given on the command line cannot be written or read
+        if args.debug:
+            raise
+        print(f"servesim: error: {ServesimError(located(err.filename, '', err.strerror or str(err)))}",
+              file=sys.stderr)
+        return ServesimError.exit_code
     except KeyboardInterrupt:
         print("servesim: interrupted", file=sys.stderr)
         return 130
@@ -53,12 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     listing = commands.add_parser("list", help="list catalog entries or registered policies")
-    listing.add_argument("what", choices=["gpus", "cpus", "links", "nodes", "models", "policies"])
+    listing.add_argument("what", choices=["gpus", "cpus", "links", "nodes", "models", "policies", "traces"])
     listing.set_defaults(handler=_list)
     extra = [module.register(commands) for module in _command_modules()]
     for sub in (run, validate, listing, *extra):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks for errors")
+    for sub in (run, validate, commands.choices["sweep"]):
+        sub.add_argument("--allow-import", action="store_true",
+                         help="let the config name policies and trace readers by import path (module:Class)")
     return parser
 
 
@@ -70,7 +80,8 @@ def _command_modules():
 
 
 # Each module adds one subcommand (keeps this file from growing with every feature).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("simulator.cli_sweep", "simulator.cli_report", "simulator.cli_regress",
+                                     "simulator.cli_trace", "simulator.cli_calibrate", "simulator.cli_fidelity")
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -79,10 +90,11 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from simulator.runner import run_experiment, write_outputs
+    from simulator.runner import check_output_dir, run_experiment, write_outputs
 
     experiment = load_experiment(args.experiment, args.overrides)
     out_dir = args.output or Path("runs") / experiment.config.name
+    check_output_dir(out_dir)  # before running, not after
     result = run_experiment(experiment)
     write_outputs(result, out_dir, with_report=not args.no_report)
     s = result.summary
@@ -110,6 +122,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.what == "traces":
+        from workloads import TRACE_READERS
+
+        for name in TRACE_READERS.names():
+            print(f"{name}: {TRACE_READERS.get(name).description}")
+        return 0
     if args.what == "policies":
         for kind, registry in ALL_REGISTRIES.items():
             print(f"{kind}: {', '.join(registry.names()) or '-'}")

@@ -16,9 +16,10 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.errors import ConfigError, ProfileError, located
+from simulator.errors import ConfigError, ProfileError, RegistryError, located
+from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, ROUTERS
 from simulator.hardware import DEFAULT_CATALOG, Catalog, GpuProfile, LinkProfile, ModelSpec, NodeProfile
-from simulator.yaml_loading import condense_validation_error, read_yaml_mapping
+from simulator.yaml_loading import condense_validation_error, read_yaml_mapping, safe_yaml
 from workloads import WorkloadConfig
 
 
@@ -35,6 +36,8 @@ class InstanceGroupConfig(_Strict):
     tp: int = Field(default=1, gt=0, le=1024)
     pp: int = Field(default=1, gt=0, le=1024)
     tag: str = "mixed"
+    # Cap each GPU's power at this fraction of TDP (Splitwise's 0.7); slows compute (simulator.perf.power).
+    power_cap_fraction: float | None = Field(default=None, gt=0, le=1)
 
 
 class ClusterConfig(_Strict):
@@ -52,23 +55,30 @@ class ClusterConfig(_Strict):
 class EfficiencyConfig(_Strict):
     """Overrides of the roofline's efficiencies (see simulator.perf.efficiency)."""
 
-    gemm_compute: float | None = Field(default=None, gt=0, le=1)
-    gemm_memory: float | None = Field(default=None, gt=0, le=1)
-    attention_compute: float | None = Field(default=None, gt=0, le=1)
-    attention_memory: float | None = Field(default=None, gt=0, le=1)
-    elementwise_compute: float | None = Field(default=None, gt=0, le=1)
-    elementwise_memory: float | None = Field(default=None, gt=0, le=1)
-    collective_bandwidth: float | None = Field(default=None, gt=0, le=1)
-    p2p_bandwidth: float | None = Field(default=None, gt=0, le=1)
-    kernel_launch_s: float | None = Field(default=None, ge=0)
+    gemm_compute: float | None = Field(default=None, ge=1e-3, le=1)
+    gemm_memory: float | None = Field(default=None, ge=1e-3, le=1)
+    attention_compute: float | None = Field(default=None, ge=1e-3, le=1)
+    attention_memory: float | None = Field(default=None, ge=1e-3, le=1)
+    elementwise_compute: float | None = Field(default=None, ge=1e-3, le=1)
+    elementwise_memory: float | None = Field(default=None, ge=1e-3, le=1)
+    collective_bandwidth: float | None = Field(default=None, ge=1e-3, le=1)
+    p2p_bandwidth: float | None = Field(default=None, ge=1e-3, le=1)
+    kernel_launch_s: float | None = Field(default=None, ge=0, le=1)
 
 
 class PerfConfig(_Strict):
-    """Cost-model parameters: efficiencies and per-step host overhead."""
+    """Cost-model parameters: the calibration, efficiency overrides and per-step host overhead.
 
+    ``calibration``: ``auto`` uses the committed fits in hardware_profiles/calibration/ for the
+    GPU (or the nearest measured GPU of its generation), ``none`` the uncalibrated defaults, or a
+    path to a calibration folder or file. A set efficiency or host overhead overrides the fit;
+    unset host overheads come from the calibration (default 1 ms per step, 10 us per sequence).
+    """
+
+    calibration: str = "auto"
     efficiencies: EfficiencyConfig = EfficiencyConfig()
-    host_overhead_per_step_s: float = Field(default=1e-3, ge=0)
-    host_overhead_per_sequence_s: float = Field(default=1e-5, ge=0)
+    host_overhead_per_step_s: float | None = Field(default=None, ge=0, le=1)
+    host_overhead_per_sequence_s: float | None = Field(default=None, ge=0, le=1)
 
 
 class PoliciesConfig(_Strict):
@@ -80,20 +90,31 @@ class PoliciesConfig(_Strict):
 
 
 class SloConfig(_Strict):
-    """Per-request latency targets; attainment and goodput are measured against them."""
+    """Per-request latency targets; attainment and goodput are measured against them.
+
+    ``max_tpot_s`` bounds a request's largest single inter-token gap (the
+    Past-Future paper's max-TPOT SLA); with it set the summary also reports
+    ``goodput_sla`` (TTFT and max-TPOT met).
+    """
 
     ttft_s: float | None = Field(default=None, gt=0)
     tpot_s: float | None = Field(default=None, gt=0)
+    max_tpot_s: float | None = Field(default=None, gt=0)
 
 
 class SimConfig(_Strict):
     """Run control: stop at ``horizon_s`` of simulated time (requests then in flight are unfinished);
     sample per-instance KV use, queue length and batch size every ``sample_interval_s`` (None: off)."""
 
-    horizon_s: float | None = Field(default=None, gt=0)
-    sample_interval_s: float | None = Field(default=1.0, gt=0)
+    horizon_s: float | None = Field(default=None, gt=0, le=1e9)
+    sample_interval_s: float | None = Field(default=1.0, ge=1e-3)
     # Collapse decode-only stretches into one wait; false steps one by one (same results).
     fast_forward: bool = True
+    # Verify KV accounting, counters and time after every commit (slow; tests turn it on).
+    check_invariants: bool = False
+    # An instance that runs this many steps in a row without generating a token or ending
+    # a request while work is pending is livelocked: the run stops with a SimulationError.
+    watchdog_steps: int = Field(default=100_000, gt=0)
 
 
 class ExperimentConfig(_Strict):
@@ -121,6 +142,7 @@ class InstanceHardware:
     tp_link: LinkProfile | None
     pp_link: LinkProfile | None
     host_link: LinkProfile
+    kv_blocks: int
 
 
 @dataclass(frozen=True)
@@ -160,7 +182,7 @@ def apply_override(data: dict[str, Any], override: str, path: Path) -> None:
     if not sep or not key:
         raise ConfigError(f"--set {override}: expected key=value")
     try:
-        value = yaml.safe_load(raw)
+        value = safe_yaml(raw)
     except yaml.YAMLError:
         raise ConfigError(f"--set {override}: value is not valid YAML") from None
     parts = key.split(".")
@@ -195,13 +217,50 @@ def resolve(config: ExperimentConfig, path: Path, catalog: Catalog) -> Experimen
         node_name = group.node or config.cluster.node
         node = _lookup(catalog, "node", node_name, base, path, f"{where}.node" if group.node else "cluster.node")
         gpu = _lookup(catalog, "gpu", group.gpu or node.gpu, base, path, f"{where}.gpu")
-        groups.append(_links(catalog, group, gpu, node, path, where))
+        _check_power_cap(group, gpu, path, where)
+        blocks = _kv_blocks(config, model, group, gpu, path, where)
+        groups.append(_links(catalog, group, gpu, node, path, where, blocks))
     _check_trace_paths(config, path)
+    _check_policies(config, path)
     return Experiment(config, path, model, tuple(groups))
 
 
+def _check_power_cap(group: InstanceGroupConfig, gpu: GpuProfile, path: Path, where: str) -> None:
+    """A cap must leave the GPU some power above idle (at least 1% of the way from idle to TDP)."""
+    cap = group.power_cap_fraction
+    if cap is not None and cap * gpu.tdp_w - gpu.idle_w < 0.01 * (gpu.tdp_w - gpu.idle_w):
+        least = (gpu.idle_w + 0.01 * (gpu.tdp_w - gpu.idle_w)) / gpu.tdp_w
+        raise ConfigError(located(path, f"{where}.power_cap_fraction",
+                                  f"a cap of {cap:g} x {gpu.tdp_w:g} W leaves {gpu.name} no power above its "
+                                  f"idle {gpu.idle_w:g} W; give at least {least:.3f}"))
+
+
+def _check_policies(config: ExperimentConfig, path: Path) -> None:
+    """Build each policy once so that names and parameters are checked before anything runs."""
+    policies = config.policies
+    for field, registry in (("router", ROUTERS), ("batching", BATCH_POLICIES), ("admission", ADMISSION_POLICIES)):
+        try:
+            registry.create(getattr(policies, field), f"{path}: policies.{field}")
+        except RegistryError as err:
+            raise ConfigError(str(err)) from None
+
+
+def _kv_blocks(config: ExperimentConfig, model: ModelSpec, group: InstanceGroupConfig, gpu: GpuProfile,
+               path: Path, where: str) -> int:
+    """KV blocks of one instance: usable GPU memory minus the weights, in blocks."""
+    usable = gpu.memory_bytes * group.tp * group.pp * config.cluster.gpu_memory_utilization
+    weights = model.total_params * model.dtype_bytes
+    block_bytes = config.cluster.block_size_tokens * model.kv_bytes_per_token
+    blocks = int((usable - weights) // block_bytes)
+    if blocks < 1:
+        raise ConfigError(located(path, where, f"model {model.name} ({weights / 1e9:.1f} GB of weights) leaves "
+                                               f"no KV memory on {group.tp * group.pp} x {gpu.name} "
+                                               f"({usable / 1e9:.1f} GB usable); raise tp or pp"))
+    return blocks
+
+
 def _links(catalog: Catalog, group: InstanceGroupConfig, gpu: GpuProfile, node: NodeProfile,
-           path: Path, where: str) -> InstanceHardware:
+           path: Path, where: str, kv_blocks: int) -> InstanceHardware:
     gpus = group.tp * group.pp
     intra = _lookup(catalog, "link", node.intra_node_link, None, path, f"{where} (node {node.name} intra_node_link)")
     inter = _lookup(catalog, "link", node.inter_node_link, None, path, f"{where} (node {node.name} inter_node_link)")
@@ -209,7 +268,7 @@ def _links(catalog: Catalog, group: InstanceGroupConfig, gpu: GpuProfile, node: 
     domain = node.nvlink_domain_gpus or node.gpus_per_node
     tp_link = None if group.tp == 1 else intra if group.tp <= domain else host if group.tp <= node.gpus_per_node else inter
     pp_link = None if group.pp == 1 else intra if gpus <= domain else host if gpus <= node.gpus_per_node else inter
-    return InstanceHardware(group, gpu, node, tp_link, pp_link, host)
+    return InstanceHardware(group, gpu, node, tp_link, pp_link, host, kv_blocks)
 
 
 def _lookup(catalog: Catalog, kind: str, ref: str, base: Path | None, path: Path, field: str):
@@ -220,9 +279,9 @@ def _lookup(catalog: Catalog, kind: str, ref: str, base: Path | None, path: Path
 
 
 def _check_trace_paths(config: ExperimentConfig, path: Path) -> None:
-    trace = config.workload.trace
-    if trace is not None and not (path.parent / trace.path).expanduser().exists():
-        raise ConfigError(located(path, "workload.trace.path", f"trace file not found: {trace.path}"))
+    for field, reference in config.workload.file_references():
+        if not (path.parent / reference).expanduser().exists():
+            raise ConfigError(located(path, field, f"trace file not found: {reference}"))
 
 
 def resolved_dict(config: ExperimentConfig) -> dict[str, Any]:

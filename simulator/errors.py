@@ -8,10 +8,18 @@ Anything else escaping the CLI is a bug in servesim, not in the user's input.
 from __future__ import annotations
 
 
+# Characters that start a new line somewhere (str.splitlines): shown escaped, so that a
+# message quoting the user's input (an override, a cell of a trace) stays on one line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class ServesimError(Exception):
     """Base class for errors caused by input; ``str(err)`` is one line for the user."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return super().__str__().translate(_LINE_BREAKS)
 
 
 class ConfigError(ServesimError):

@@ -21,13 +21,15 @@ from simulator.yaml_loading import condense_validation_error, read_yaml_mapping
 
 CATALOG_ROOT = Path(__file__).resolve().parent.parent / "hardware_profiles"
 
+PLAUSIBLE = (1e-9, 1e9)
+
 DTYPE_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
 
 class Profile(BaseModel):
     """Common shape of a catalog entry: a name, figures, and a source per figure."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind: ClassVar[str] = ""
     # Keys that name other profiles or describe the entry; they need no source.
     unsourced: ClassVar[frozenset[str]] = frozenset({"name", "description", "sources"})
@@ -35,6 +37,16 @@ class Profile(BaseModel):
     name: str
     description: str = ""
     sources: dict[str, str] = Field(default_factory=dict)
+
+    @pydantic.field_validator("*", mode="after")
+    @classmethod
+    def _plausible(cls, value: Any) -> Any:
+        # Units are in key names (GiB, GB/s, TFLOPS, W, us, tokens): no real figure is
+        # outside [1e-9, 1e9] (or zero), and such numbers overflow or vanish in the cost model.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value and \
+                not PLAUSIBLE[0] <= abs(value) <= PLAUSIBLE[1]:
+            raise ValueError(f"{value:g} is outside the plausible range [{PLAUSIBLE[0]:g}, {PLAUSIBLE[1]:g}]")
+        return value
 
     @pydantic.model_validator(mode="after")
     def _every_figure_has_a_source(self) -> "Profile":

@@ -47,6 +47,8 @@ class RequestView(Protocol):
     status: RequestStatus
     admitted_seq: int
     num_preemptions: int
+    first_token_s: float | None
+    last_token_s: float | None
 
     @property
     def known_tokens(self) -> int: ...
@@ -114,6 +116,10 @@ class SchedulerView(Protocol):
 
     @property
     def block_size(self) -> int: ...
+
+    @property
+    def now_s(self) -> float:
+        """The current simulated time (for policies that act on how long a request has waited)."""
 
     def blocks_to_admit(self, request: RequestView, tokens: int) -> int:
         """Free KV blocks ``request`` needs to start with ``tokens`` tokens, watermark included."""

@@ -28,16 +28,15 @@ from simulator.engine.cluster import Cluster
 from simulator.engine.host import HostKVTier
 from simulator.engine.instance import Instance, InstanceSetup
 from simulator.engine.kv_cache import KVCache
-from simulator.errors import ConfigError, located
+from simulator.errors import ConfigError, ProfileError, located
+from simulator.metrics.gap_buffer import GapBuffer
 from simulator.metrics.histogram import LogHistogram
 from simulator.metrics.recorder import RequestRecorder
 from simulator.metrics.run_stats import EventCounts, InstanceStats, RunStats
 from simulator.metrics.sampler import TimeSeriesSampler
 from simulator.metrics.summary import summarize
-from simulator.perf.cost_model import HostOverhead, InstanceCostModel
-from simulator.perf.efficiency import Efficiencies
+from simulator.perf.calibration import GpuCalibration, instance_perf, resolve, select_calibrations
 from simulator.perf.power import PowerModel
-from simulator.perf.roofline import Roofline
 from simulator.policy_api import PolicyContext
 from simulator.report.markdown import write_report
 from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, ROUTERS
@@ -65,7 +64,7 @@ class Simulation:
         config = experiment.config
         self.env = simpy.Environment()
         self.recorder = RequestRecorder()
-        self.gap_histogram = LogHistogram()
+        self.gap_histogram = GapBuffer(LogHistogram())
         self.instance_stats: list[InstanceStats] = []
         self.router = ROUTERS.create(config.policies.router, f"{experiment.path}: policies.router")
         self.cluster = Cluster(self.env, self.router, self.recorder, experiment.model.max_context_tokens,
@@ -74,7 +73,8 @@ class Simulation:
             for _ in range(hardware.group.count):
                 self._add_instance(hardware)
         self.router.setup(self._context("router", None))
-        self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir)
+        self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir,
+                                       max_context_tokens=experiment.model.max_context_tokens)
         interval = config.sim.sample_interval_s
         self.sampler = None if interval is None else TimeSeriesSampler(self.env, self.cluster.instances, interval)
 
@@ -90,14 +90,16 @@ class Simulation:
         instance_id = len(self.cluster.instances)
         group, gpu = hardware.group, hardware.gpu
         gpus = group.tp * group.pp
-        efficiencies = Efficiencies(**config.perf.efficiencies.model_dump(exclude_none=True))
-        roofline = Roofline(model, gpu, group.tp, group.pp, hardware.tp_link, hardware.pp_link, efficiencies)
-        cost = InstanceCostModel(roofline, HostOverhead(config.perf.host_overhead_per_step_s,
-                                                        config.perf.host_overhead_per_sequence_s))
-        kv = KVCache(self._kv_blocks(hardware), config.cluster.block_size_tokens, 0)
+        perf = instance_perf(model, gpu, group.tp, group.pp, hardware.tp_link, hardware.pp_link,
+                             resolve(gpu, self._calibrations()), config.perf.efficiencies.model_dump(exclude_none=True),
+                             config.perf.host_overhead_per_step_s, config.perf.host_overhead_per_sequence_s,
+                             group.power_cap_fraction)
+        cost, efficiencies, roofline = perf.cost, perf.efficiencies, perf.cost.roofline
+        kv = KVCache(hardware.kv_blocks, config.cluster.block_size_tokens, 0)
         kv.watermark_blocks = int(kv.total_blocks * config.cluster.watermark_fraction)
-        power = PowerModel(gpu, gpus, roofline.peak_flops * efficiencies.gemm_compute,
-                           roofline.hbm_bytes_per_s * efficiencies.gemm_memory)
+        cap_w = None if group.power_cap_fraction is None else group.power_cap_fraction * gpu.tdp_w
+        power = PowerModel(gpu, gpus, roofline.compute_flops * efficiencies.sustained("gemm_compute"),
+                           roofline.hbm_bytes_per_s * efficiencies.sustained("gemm_memory"), power_cap_w=cap_w)
         stats = InstanceStats(instance_id, gpu.name, gpus, roofline.peak_flops, gpu.hbm_bytes_per_s,
                               gpu.usd_per_hour, kv.total_blocks)
         batching = BATCH_POLICIES.create(config.policies.batching, f"{self.experiment.path}: policies.batching")
@@ -108,24 +110,21 @@ class Simulation:
         batching.setup(context)
         batching.bind_admission(admission)
         setup = InstanceSetup(instance_id, gpu.name, group.tp, group.pp, batching.step_limits(),
-                              model.kv_bytes_per_token, group.tag, config.sim.fast_forward)
+                              model.kv_bytes_per_token, group.tag, config.sim.fast_forward,
+                              config.sim.check_invariants, config.sim.watchdog_steps)
         self.instance_stats.append(stats)
         self.cluster.add_instance(Instance(self.env, setup, kv, self._host_tier(hardware), cost, power,
                                            batching, stats, self.gap_histogram, self.cluster.request_done))
 
-    def _kv_blocks(self, hardware: InstanceHardware) -> int:
-        config, model = self.experiment.config, self.experiment.model
-        group, gpu = hardware.group, hardware.gpu
-        usable = gpu.memory_bytes * group.tp * group.pp * config.cluster.gpu_memory_utilization
-        weights = model.total_params * model.dtype_bytes
-        block_bytes = config.cluster.block_size_tokens * model.kv_bytes_per_token
-        blocks = int((usable - weights) // block_bytes)
-        if blocks < 1:
-            raise ConfigError(located(self.experiment.path, f"cluster.instances",
-                                      f"model {model.name} ({weights / 1e9:.1f} GB of weights) leaves no KV "
-                                      f"memory on {group.tp * group.pp} x {gpu.name} "
-                                      f"({usable / 1e9:.1f} GB usable); raise tp or pp"))
-        return blocks
+    def _calibrations(self) -> dict[str, GpuCalibration]:
+        """The fitted performance parameters ``perf.calibration`` selects (read once per run)."""
+        if not hasattr(self, "_calibration_set"):
+            try:
+                self._calibration_set = select_calibrations(self.experiment.config.perf.calibration,
+                                                            self.experiment.base_dir)
+            except ProfileError as err:
+                raise ConfigError(located(self.experiment.path, "perf.calibration", str(err))) from None
+        return self._calibration_set
 
     def _host_tier(self, hardware: InstanceHardware) -> HostKVTier | None:
         cluster = self.experiment.config.cluster
@@ -148,22 +147,26 @@ class Simulation:
             until = self.env.any_of([self.cluster.done, self.env.timeout(config.sim.horizon_s)])
         self.env.run(until=until)
         now = self.env.now
-        self.cluster.record_unfinished()
         for instance in self.cluster.instances:
-            instance.finalize(now)
+            instance.finalize(now)  # commits a fast-forward run's finished steps first
+        self.cluster.record_unfinished()
         stats = RunStats(now, time.perf_counter() - started, sum(s.steps for s in self.instance_stats),
-                         self.instance_stats, self._events(), self.gap_histogram,
+                         self.instance_stats, self._events(), self.gap_histogram.flush(),
                          self._workload_extra())
         requests = self.recorder.to_frame()
         tct = self.cluster.sessions.completed_tct_s()
         summary = summarize(requests, stats, experiment=config.name, seed=config.seed, version=__version__,
                             slo_ttft_s=config.slo.ttft_s, slo_tpot_s=config.slo.tpot_s,
-                            workflow_tct_s=np.asarray(tct) if self.cluster.sessions.records else None)
+                            slo_max_tpot_s=config.slo.max_tpot_s,
+                            workflow_tct_s=np.asarray(tct) if self._has_workflows() else None)
         timeseries = None if self.sampler is None else self.sampler.to_frame()
         sessions = None
         if self.cluster.sessions.records:
             sessions = pd.DataFrame([dataclasses.asdict(r) for r in self.cluster.sessions.records.values()])
         return RunResult(summary, requests, stats, resolved_dict(config), timeseries, sessions)
+
+    def _has_workflows(self) -> bool:
+        return any(r.kind == "workflow" for r in self.cluster.sessions.records.values())
 
     def _workload_extra(self) -> dict[str, Any]:
         stats = getattr(self.workload, "stats", None)
@@ -180,13 +183,28 @@ def run_experiment(experiment: Experiment) -> RunResult:
     return Simulation(experiment).run()
 
 
+def check_output_dir(out_dir: Path) -> Path:
+    """``out_dir`` made absolute; a ``ConfigError`` if it exists and is not a run folder.
+
+    Writing a run replaces its folder, so only an empty folder or an earlier
+    run's (one with a ``summary.json``) may be there: ``-o .`` or ``-o ~`` must
+    never delete what the user keeps there.
+    """
+    out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
+                                                      and not (out_dir / "summary.json").is_file())):
+        raise ConfigError(f"{out_dir}: exists and is not a run folder (no summary.json); "
+                          "refusing to replace it, choose another output folder")
+    return out_dir
+
+
 def write_outputs(result: RunResult, out_dir: Path, with_report: bool = True) -> Path:
     """Write summary.json, requests.csv, config.resolved.yaml, timeseries.csv and the report, atomically.
 
     Everything goes to a temporary folder beside ``out_dir`` that is renamed
     into place at the end, so an interrupted run leaves no partial folder.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

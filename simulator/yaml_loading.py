@@ -3,6 +3,8 @@
 YAML is always read with the safe loader (no object construction), and any
 problem becomes one line naming the file and, where known, the line and field.
 Pydantic validation errors are condensed to the first offending dotted field.
+Documents nested absurdly deep, or whose aliases expand to more values than
+any real configuration holds ("billion laughs"), are refused as invalid YAML.
 """
 
 from __future__ import annotations
@@ -15,6 +17,43 @@ import yaml
 
 from simulator.errors import ServesimError, located
 
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
+
+
+class YamlShapeError(yaml.YAMLError):
+    """A document that parses but is nested too deeply or expands to too many values."""
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also refuses deep nesting and alias bombs (raises ``yaml.YAMLError``)."""
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise YamlShapeError(f"nested more than {MAX_DEPTH} levels deep") from None
+    _expanded_size(data, {})
+    return data
+
+
+def _expanded_size(node: Any, seen: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(values, depth) of ``node`` with aliases expanded; shared nodes are measured once."""
+    if not isinstance(node, (dict, list)):
+        return 1, 0
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = (1, MAX_DEPTH + 1)  # a node that contains itself is infinitely deep
+    children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+    values, depth = 1, 0
+    for child in children:
+        child_values, child_depth = _expanded_size(child, seen)
+        values, depth = values + child_values, max(depth, child_depth + 1)
+        if depth > MAX_DEPTH:
+            raise YamlShapeError(f"nested more than {MAX_DEPTH} levels deep")
+        if values > MAX_VALUES:
+            raise YamlShapeError(f"expands to more than {MAX_VALUES:,} values (through aliases?)")
+    seen[id(node)] = (values, depth)
+    return values, depth
+
 
 def read_yaml_mapping(path: Path, error_cls: type[ServesimError]) -> dict[str, Any]:
     """Parse ``path`` as a YAML mapping, raising ``error_cls`` with a location on failure."""
@@ -25,16 +64,21 @@ def read_yaml_mapping(path: Path, error_cls: type[ServesimError]) -> dict[str, A
     except (OSError, UnicodeDecodeError) as exc:
         raise error_cls(located(path, "", f"cannot read file ({exc.__class__.__name__})")) from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}" if mark is not None else ""
-        raise error_cls(located(path, where, f"invalid YAML: {exc.problem}")) from None
+        raise error_cls(located(path, where, f"invalid YAML: {one_line(exc.problem or exc.context)}")) from None
     except yaml.YAMLError as exc:
-        raise error_cls(located(path, "", f"invalid YAML: {exc}")) from None
+        raise error_cls(located(path, "", f"invalid YAML: {one_line(exc)}")) from None
     if not isinstance(data, dict):
         raise error_cls(located(path, "", "expected a YAML mapping at the top level"))
     return data
+
+
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (line breaks included) made one space."""
+    return " ".join(str(text).split())
 
 
 def dotted(loc: tuple[Any, ...]) -> str:

@@ -112,13 +112,14 @@ def test_sweep_writes_tables_and_is_identical_for_any_worker_count(tmp_path: Pat
 
 
 def test_a_failing_point_is_reported_and_the_others_finish(tmp_path: Path, capsys) -> None:
-    exp = write_small(tmp_path)
-    # 70B weights do not fit one H100: that run fails inside the worker, after validation.
-    code = main(["sweep", str(exp), "-o", str(tmp_path / "out"), "--grid", "model=llama-3.1-8b,llama-3.1-70b",
+    # 16-token prefill chunks sample no token in the first step, so a watchdog of one step
+    # stops that run inside the worker, after validation passed.
+    exp = write_small(tmp_path, policies={"batching": {"name": "sarathi", "max_batched_tokens": 16}})
+    code = main(["sweep", str(exp), "-o", str(tmp_path / "out"), "--grid", "sim.watchdog_steps=100000,1",
                  "--workers", "1", "--quiet", "--no-report"])
     captured = capsys.readouterr()
     assert code == 1
-    assert "run failed (model=llama-3.1-70b, seed=0)" in captured.err and "raise tp or pp" in captured.err
+    assert "run failed (sim.watchdog_steps=1, seed=0)" in captured.err and "no token generated" in captured.err
     results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert list(results["status"]) == ["ok", "failed"]
     assert "1 failed" in captured.out

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.errors import ConfigError
 from workloads.config import SourceConfig, WorkloadConfig
 from workloads.emit import request_specs
 from workloads.labels import Labeller
@@ -28,6 +29,9 @@ from workloads.sessions.conversation import conversations
 from workloads.stream import Limits, WorkItem, Workload, WorkloadStats, calls_of
 from workloads.synthetic import generated_batches
 from workloads.trace import trace_batches
+
+# Latest arrival servesim simulates: float64 times keep better than 0.2 us resolution below it.
+MAX_ARRIVAL_S = 1e9
 
 
 def build_workload(config: WorkloadConfig, rng: np.random.Generator, base_dir: Path,
@@ -46,13 +50,13 @@ def build_workload(config: WorkloadConfig, rng: np.random.Generator, base_dir: P
     limits = Limits(config.num_requests, config.duration_s)
     sources = config.source_list()
     if config.sources is None:
-        return Workload(_source(sources[0], "", rng, limits, config, Path(base_dir), max_context_tokens, stats),
-                        stats)
+        return Workload(_within_time(_source(sources[0], "", rng, limits, config, Path(base_dir),
+                                             max_context_tokens, stats)), stats)
     streams = [_source(source, source.name or f"source{index}", child,
                        Limits(source.num_requests, source.duration_s), config, Path(base_dir), max_context_tokens,
                        stats)
                for index, (source, child) in enumerate(zip(sources, rng.spawn(len(sources)), strict=True))]
-    return Workload(_limited(heapq.merge(*streams, key=_arrival), limits), stats)
+    return Workload(_within_time(_limited(heapq.merge(*streams, key=_arrival), limits)), stats)
 
 
 def _source(source: SourceConfig, name: str, rng: np.random.Generator, limits: Limits, config: WorkloadConfig,
@@ -82,6 +86,20 @@ def _source(source: SourceConfig, name: str, rng: np.random.Generator, limits: L
 def _labeller(rules: list, name: str, rng: np.random.Generator) -> Labeller:
     # Spawned after the source took its own streams, so label rules never change the requests.
     return Labeller(rules, name, rng.spawn(1)[0])
+
+
+def _within_time(items: Iterator[WorkItem]) -> Iterator[WorkItem]:
+    """``items``, stopping with a ``ConfigError`` at an arrival later than ``MAX_ARRIVAL_S``.
+
+    Beyond it float64 times lose sub-microsecond resolution and latencies become noise; such
+    arrivals come from a rate near zero or a trace read in the wrong time unit.
+    """
+    for item in items:
+        if not item.arrival_s <= MAX_ARRIVAL_S:
+            raise ConfigError(f"workload: a request arrives at {item.arrival_s:g} s, later than the "
+                              f"{MAX_ARRIVAL_S:g} s (about 31 years) servesim simulates; check the arrival rate "
+                              "or the trace's time unit")
+        yield item
 
 
 def _arrival(item: WorkItem) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from workloads.config_base import TOKEN_CEILING, StrictModel, Tokens
+from workloads.config_base import MAX_SECONDS, TOKEN_CEILING, StrictModel, Tokens
 from workloads.config_dists import (
     CountDist, DurationDist, EmpiricalLength, FixedLength, LengthDist, LognormalLength, QuantileLength,
     UniformLength,
@@ -67,7 +67,7 @@ class SourceConfig(_Source):
 
     name: str | None = Field(default=None, min_length=1)
     num_requests: int | None = Field(default=None, gt=0)
-    duration_s: float | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     labels: list[LabelRule] = []
 
     @model_validator(mode="after")
@@ -89,7 +89,7 @@ class WorkloadConfig(_Source):
 
     sources: list[SourceConfig] | None = Field(default=None, min_length=1)
     num_requests: int | None = Field(default=None, gt=0)
-    duration_s: float | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     max_output_tokens: Tokens | None = None
     labels: list[LabelRule] = []
 

@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 # Large enough for any real request, small enough that token arithmetic never overflows int64.
 TOKEN_CEILING = 2**31 - 1
 
+# Durations (think times, tool latencies, on/off periods) and log-space spreads beyond these are
+# not plausible, and they push simulated times past what float64 resolves.
+MAX_SECONDS = 1e9
+MAX_SIGMA = 10.0
+
 # Token counts in a configuration are whole tokens, at least one.
 Tokens = Annotated[int, Field(gt=0, le=TOKEN_CEILING)]
 

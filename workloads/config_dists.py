@@ -19,7 +19,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from workloads.config_base import StrictModel, Tokens, check_bounds, check_quantile_table, tagged_union
+from workloads.config_base import (
+    MAX_SECONDS, MAX_SIGMA, TOKEN_CEILING, StrictModel, Tokens, check_bounds, check_quantile_table, tagged_union,
+)
 
 
 class FixedLength(StrictModel):
@@ -51,8 +53,8 @@ class LognormalLength(StrictModel):
     """
 
     dist: Literal["lognormal"]
-    median_tokens: float = Field(gt=0)
-    sigma: float = Field(gt=0)
+    median_tokens: float = Field(gt=0, le=TOKEN_CEILING)
+    sigma: float = Field(gt=0, le=MAX_SIGMA)
     min_tokens: Tokens = 1
     max_tokens: Tokens | None = None
 
@@ -91,22 +93,22 @@ class FixedDuration(StrictModel):
     """Always ``seconds``."""
 
     dist: Literal["fixed"]
-    seconds: float = Field(ge=0)
+    seconds: float = Field(ge=0, le=MAX_SECONDS)
 
 
 class ExponentialDuration(StrictModel):
     """Exponential with mean ``mean_s`` (memoryless think times)."""
 
     dist: Literal["exponential"]
-    mean_s: float = Field(gt=0)
+    mean_s: float = Field(gt=0, le=MAX_SECONDS)
 
 
 class UniformDuration(StrictModel):
     """Uniform between ``min_s`` and ``max_s``."""
 
     dist: Literal["uniform"]
-    min_s: float = Field(ge=0)
-    max_s: float = Field(ge=0)
+    min_s: float = Field(ge=0, le=MAX_SECONDS)
+    max_s: float = Field(ge=0, le=MAX_SECONDS)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformDuration:
@@ -118,9 +120,9 @@ class LognormalDuration(StrictModel):
     """Lognormal with median ``median_s`` and log-space ``sigma``, capped at ``max_s`` if given."""
 
     dist: Literal["lognormal"]
-    median_s: float = Field(gt=0)
-    sigma: float = Field(gt=0)
-    max_s: float | None = Field(default=None, gt=0)
+    median_s: float = Field(gt=0, le=MAX_SECONDS)
+    sigma: float = Field(gt=0, le=MAX_SIGMA)
+    max_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class QuantileDuration(StrictModel):
@@ -133,8 +135,8 @@ class QuantileDuration(StrictModel):
     @model_validator(mode="after")
     def _table(self) -> QuantileDuration:
         check_quantile_table(self.probabilities, self.seconds)
-        if self.seconds[0] < 0:
-            raise ValueError("durations must be at least 0")
+        if self.seconds[0] < 0 or self.seconds[-1] > MAX_SECONDS:
+            raise ValueError(f"durations must be from 0 to {MAX_SECONDS:g} s")
         return self
 
 

@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from workloads.config_base import StrictModel, tagged_union
+from workloads.config_base import MAX_SECONDS, StrictModel, tagged_union
 from workloads.config_dists import LengthDist
 from workloads.profiles import get_profile
 
-Rate = Field(gt=0)
+Rate = Field(gt=0, le=1e9)
 
 
 class PoissonArrivals(StrictModel):
@@ -59,8 +59,8 @@ class OnOffArrivals(StrictModel):
 
     process: Literal["onoff"]
     rate_per_s: float = Rate
-    on_s: float = Field(gt=0)
-    off_s: float = Field(gt=0)
+    on_s: float = Field(gt=0, le=MAX_SECONDS)
+    off_s: float = Field(gt=0, le=MAX_SECONDS)
 
 
 ArrivalConfig = tagged_union("process", {"poisson": PoissonArrivals, "gamma": GammaArrivals,

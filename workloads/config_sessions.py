@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from workloads.config_base import StrictModel, tagged_union
+from workloads.config_base import MAX_SECONDS, StrictModel, tagged_union
 from workloads.config_dists import CountDist, DurationDist, FixedDuration, LengthDist
 from workloads.config_generators import ArrivalConfig, LengthsConfig
 
@@ -53,7 +53,7 @@ class ClosedLoopConfig(StrictModel):
     think_time: DurationDist = NO_WAIT
     # Each client's calls are drawn when it starts, so their number is bounded like other counts.
     requests_per_client: int | None = Field(default=None, gt=0, le=MAX_CALLS_PER_CLIENT)
-    ramp_s: float = Field(default=0.0, ge=0)
+    ramp_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
 
 
 class ConversationConfig(StrictModel):

@@ -35,7 +35,7 @@ class DecodeRun:
         requests: the batch, in plan order.
         durations_s, ends_s: per-step durations and end times.
         blocks_added: blocks allocated by the start of step ``j`` beyond the first plan's.
-        shapes: the steps' shapes, as arrays.
+        shapes: the steps' shapes (counts are scalars; contexts are arrays).
     """
 
     def __init__(self, plan: StepPlan, start_s: float, length: int, durations_s: np.ndarray,
@@ -52,8 +52,8 @@ class DecodeRun:
     def shapes_of_first(self, steps: int) -> StepShape:
         """The shapes of the first ``steps`` steps (work is computed only for committed steps)."""
         s = self.shapes
-        return StepShape(s.num_tokens[:steps], s.num_seqs[:steps], s.num_sampled[:steps],
-                         s.attention_pairs[:steps], s.kv_read_tokens[:steps])
+        return StepShape(s.num_tokens, s.num_seqs, s.num_sampled, s.attention_pairs[:steps],
+                         s.kv_read_tokens[:steps])
 
     def steps_started_by(self, now: float) -> int:
         """How many steps of the run have started at time ``now`` (at least the first)."""
@@ -106,10 +106,12 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     batch = len(requests)
     steps = np.arange(length, dtype=np.float64)
     shape = plan.shape
-    full = np.full(length, float(batch))
-    shapes = StepShape(full, full, full, shape.attention_pairs + batch * steps,
+    # Token, sequence and sample counts stay scalars: the cost model's dense part is
+    # then one cached number and only attention is computed per step.
+    shapes = StepShape(batch, batch, batch, shape.attention_pairs + batch * steps,
                        shape.kv_read_tokens + batch * steps)
-    durations = np.asarray(cost_model.step_time_s(shapes), dtype=np.float64)
+    # A cost model may answer a scalar when nothing in it depends on context length.
+    durations = np.broadcast_to(np.asarray(cost_model.step_time_s(shapes), dtype=np.float64), (length,))
     return DecodeRun(plan, start_s, length, durations, added, shapes)
 
 

@@ -239,7 +239,8 @@ class Instance:
     def _account_run_work(self, run: DecodeRun, steps: int) -> None:
         stats = self.stats
         durations = run.durations_s[:steps]
-        flops, hbm_bytes = self.cost_model.work(run.shapes_of_first(steps))
+        flops, hbm_bytes = (np.broadcast_to(np.asarray(w, dtype=np.float64), (steps,))
+                            for w in self.cost_model.work(run.shapes_of_first(steps)))
         stats.steps += steps
         stats.busy_s += float(durations.sum())
         stats.flops += float(np.sum(flops))

@@ -18,9 +18,6 @@ import simpy
 from simulator.engine.request import Request, RequestSpec, RequestStatus
 from simulator.engine.session import SessionSpec
 
-# A re-submitted call that keeps being rejected is given up after this many tries,
-# so a request that can never fit does not loop forever.
-MAX_SUBMISSIONS = 4
 
 
 @dataclass(slots=True)
@@ -90,15 +87,16 @@ class SessionRunner:
         if spec.carries_context:
             blocks = (prompt + output_tokens) // self.block_size
             hashes = tuple(hash((key, j)) for j in range(blocks))
-        for _ in range(MAX_SUBMISSIONS if spec.resubmit_on_reject else 1):
+        while True:
             request_spec = RequestSpec(self.env.now, prompt, output_tokens, None, hashes, self.block_size,
                                        spec.session_id, spec.tenant, spec.priority, spec.slo_class)
             request: Request = self.submit(request_spec)
-            if not request.is_done:
-                yield self.completion(request)
-            if request.status is RequestStatus.FINISHED:
-                break
-        return request
+            if request.is_done:
+                # Rejected on arrival (it can never fit): sending it again cannot help.
+                return request
+            yield self.completion(request)
+            if request.status is RequestStatus.FINISHED or not spec.resubmit_on_reject:
+                return request
 
     def completed_tct_s(self) -> list[float]:
         """Task completion times of completed agent workflows (conversations and clients excluded)."""

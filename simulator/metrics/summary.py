@@ -61,6 +61,7 @@ SUMMARY_SCHEMA: dict[str, tuple[str, ...] | None] = {
     "throughput": ("requests_per_s", "input_tokens_per_s", "output_tokens_per_s"),
     "slo": ("ttft_s", "tpot_s", "attainment"),
     "goodput": ("requests_per_s", "tokens_per_s"),
+    "goodput_sla": ("tokens_per_s", "requests_per_s", "attainment"),
     "utilization": ("gpu_busy", "kv_mean", "kv_peak", "mfu", "mbu"),
     "events": ("preemptions", "migrations", "kv_transfer_bytes", "prefix_hit_tokens"),
     "energy": ("joules", "joules_per_output_token"),
@@ -73,7 +74,7 @@ SUMMARY_SCHEMA: dict[str, tuple[str, ...] | None] = {
 MIN_WINDOW_S = 1e-9
 _LATENCY_INPUTS = ("arrival_s", "first_scheduled_s", "first_token_s", "last_token_s",
                    "finish_s", "generated_tokens")
-_SUMMARY_INPUTS = _LATENCY_INPUTS + ("status", "prompt_tokens")
+_SUMMARY_INPUTS = _LATENCY_INPUTS + ("status", "prompt_tokens", "max_token_gap_s")
 
 
 def empty_requests_frame() -> pd.DataFrame:
@@ -133,8 +134,12 @@ def meets_slo(frame: pd.DataFrame, slo_ttft_s: float | None,
 
 def summarize(requests: pd.DataFrame, stats: RunStats, *, experiment: str, seed: int,
               version: str, slo_ttft_s: float | None, slo_tpot_s: float | None,
+              slo_max_tpot_s: float | None = None,
               workflow_tct_s: np.ndarray | None = None) -> dict[str, Any]:
-    """The JSON-ready summary of one run (every key of ``SUMMARY_SCHEMA``, NaN as None)."""
+    """The JSON-ready summary of one run (every key of ``SUMMARY_SCHEMA``, NaN as None).
+
+    ``goodput_sla`` (Past-Future's goodput) is null unless ``slo_max_tpot_s`` is given.
+    """
     _require_columns(requests, _SUMMARY_INPUTS)
     col = _numeric_columns(add_latency_columns(requests))
     state = _status_masks(requests["status"])
@@ -154,6 +159,7 @@ def summarize(requests: pd.DataFrame, stats: RunStats, *, experiment: str, seed:
                        "output_tokens_per_s": output_tokens / window_s},
         "slo": _slo(good, slo_ttft_s, slo_tpot_s),
         "goodput": _goodput(col, good, window_s),
+        "goodput_sla": _goodput_sla(col, done, window_s, slo_ttft_s, slo_max_tpot_s),
         "utilization": _utilization(stats),
         "events": {"preemptions": stats.events.preemptions, "migrations": stats.events.migrations,
                    "kv_transfer_bytes": stats.events.kv_transfer_bytes,
@@ -179,7 +185,7 @@ def measured_window_s(requests: pd.DataFrame, simulated_s: float) -> float:
 
 def _numeric_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     # Masking plain arrays is far cheaper than subsetting the whole frame with million rows.
-    names = ("prompt_tokens", "generated_tokens", "ttft_s", "tpot_s", "e2e_s", "queue_s")
+    names = ("prompt_tokens", "generated_tokens", "ttft_s", "tpot_s", "e2e_s", "queue_s", "max_token_gap_s")
     return {name: frame[name].to_numpy(dtype=np.float64) for name in names}
 
 
@@ -214,6 +220,19 @@ def _goodput(col: dict[str, np.ndarray], good: np.ndarray, window_s: float) -> d
     # With no SLO given, ``good`` is every finished request, so goodput equals throughput.
     tokens = float(col["prompt_tokens"][good].sum() + col["generated_tokens"][good].sum())
     return {"requests_per_s": int(good.sum()) / window_s, "tokens_per_s": tokens / window_s}
+
+
+def _goodput_sla(col: dict[str, np.ndarray], finished: np.ndarray, window_s: float,
+                 slo_ttft_s: float | None, slo_max_tpot_s: float | None) -> dict[str, float | None]:
+    """Past-Future's goodput: completed requests with TTFT and largest inter-token gap within the SLA."""
+    if slo_max_tpot_s is None:
+        return {"tokens_per_s": None, "requests_per_s": None, "attainment": None}
+    good = finished & (col["max_token_gap_s"] <= slo_max_tpot_s)
+    if slo_ttft_s is not None:
+        good = good & (col["ttft_s"] <= slo_ttft_s)
+    tokens = float(col["prompt_tokens"][good].sum() + col["generated_tokens"][good].sum())
+    return {"tokens_per_s": tokens / window_s, "requests_per_s": int(good.sum()) / window_s,
+            "attainment": float(good.mean()) if good.size else None}
 
 
 def _utilization(stats: RunStats) -> dict[str, float | None]:

@@ -1,0 +1,100 @@
+"""Shared benchmark harness: run cases in fresh processes and report speed and memory.
+
+Each case is an experiment mapping; it runs in its own spawned process so its
+peak RSS is its own. Prints one line per case and optionally writes a JSON list
+of ``{"benchmark", "case", "requests", "wall_s", "requests_per_wall_s",
+"steps_per_s", "peak_rss_mb"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def poisson_trace(lengths: pd.DataFrame, requests: int, rate_per_s: float, seed: int, path: Path) -> Path:
+    """Write a CSV trace: ``lengths`` rows tiled to ``requests`` rows, Poisson arrival times."""
+    rng = np.random.default_rng(seed)
+    tiled = np.resize(np.arange(len(lengths)), requests)
+    frame = pd.DataFrame({
+        "arrived_at": np.cumsum(rng.exponential(1.0 / rate_per_s, requests)),
+        "num_prefill_tokens": lengths["prompt"].to_numpy()[tiled],
+        "num_decode_tokens": lengths["output"].to_numpy()[tiled]})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _child(experiment: dict[str, Any], queue) -> None:
+    from simulator.config import resolve, validate
+    from simulator.hardware import DEFAULT_CATALOG
+    from simulator.runner import Simulation
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.yaml"
+        path.write_text(yaml.safe_dump(experiment))
+        started = time.perf_counter()
+        result = Simulation(resolve(validate(experiment, path), path, DEFAULT_CATALOG)).run()
+        wall = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put({"requests": result.summary["requests"]["arrived"], "wall_s": wall,
+               "steps": result.summary["sim"]["steps"], "peak_rss_mb": peak_mb,
+               "completed": result.summary["requests"]["completed"]})
+
+
+def run_case(benchmark: str, case: str, experiment: dict[str, Any]) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(experiment, queue))
+    process.start()
+    out = queue.get()
+    process.join()
+    row = {"benchmark": benchmark, "case": case, "requests": out["requests"], "wall_s": round(out["wall_s"], 3),
+           "requests_per_wall_s": round(out["requests"] / out["wall_s"], 1),
+           "steps_per_s": round(out["steps"] / out["wall_s"], 1), "peak_rss_mb": round(out["peak_rss_mb"], 1)}
+    print(f"{benchmark:22s} {case:14s} {row['requests']:>9,d} req  {row['wall_s']:8.2f} s  "
+          f"{row['requests_per_wall_s']:>10,.0f} req/s  {row['steps_per_s']:>10,.0f} steps/s  "
+          f"{row['peak_rss_mb']:7.0f} MB  ({out['completed']:,d} completed)", flush=True)
+    return row
+
+
+def main(benchmark: str, cases: dict[str, Callable[[Path], dict[str, Any]]],
+         references: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Parse ``[--cases C1,C2] [--json FILE]``, run the cases, print ratios against references."""
+    parser = argparse.ArgumentParser(description=f"servesim benchmark: {benchmark}")
+    parser.add_argument("--cases", help=f"comma-separated subset of: {', '.join(cases)}")
+    parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
+    args = parser.parse_args()
+    chosen = args.cases.split(",") if args.cases else list(cases)
+    unknown = [c for c in chosen if c not in cases]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(cases)}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in chosen:
+            rows.append(run_case(benchmark, case, cases[case](Path(tmp))))
+            reference = (references or {}).get(case)
+            if reference:
+                ratio = reference / rows[-1]["wall_s"]
+                print(f"{'':22s} {case:14s} reference {reference:.1f} s -> {ratio:.1f}x faster "
+                      f"({rows[-1]['requests'] / reference:,.0f} req/s)", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit("run one of the benchmark scripts beside this file")
