@@ -15,13 +15,13 @@ from typing import Callable
 import numpy as np
 import simpy
 
+from simulator.engine.guards import Guards, resolve_stall
 from simulator.engine.fast_forward import DecodeRun, build_run, commit_run, plan_is_decode_only
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.step import StepBuilder, StepLimits, StepPlan
-from simulator.errors import SimulationError
 from simulator.metrics.gap_buffer import GapBuffer
 from simulator.metrics.run_stats import InstanceStats
 from simulator.perf.cost_model import CostModel
@@ -70,8 +70,7 @@ class Instance:
         self._wake = env.event()
         self._kv_accounted_s = 0.0
         self._decode_run: DecodeRun | None = None
-        self._steps_without_progress = 0
-        self._last_commit_s = 0.0
+        self.guards = Guards(self)
         self._interrupt = env.event()
         self.process = env.process(self._run())
 
@@ -165,7 +164,7 @@ class Instance:
             duration = self.step_duration_s(plan)
             yield self.env.timeout(duration)
             self.commit(plan, start, self.env.now)
-            self._watch(plan)
+            self.guards.watch(plan)
 
     def plan_step(self) -> StepPlan:
         builder = StepBuilder(self.kv, self.queues, self.host, self.setup.limits,
@@ -213,7 +212,7 @@ class Instance:
         self.queues.remove_finished()
         self._release(finished)
         self._account_run_work(run, steps)
-        self._steps_without_progress = 0
+        self.guards.progressed()
         if self.setup.check_invariants:
             self.check_invariants(float(run.ends_s[steps - 1]))
         hook = getattr(self.batch_policy, "on_step_end", None)
@@ -324,74 +323,9 @@ class Instance:
         self.stats.energy_j += self.power.idle_energy_j(now - self.stats.busy_s)
 
     # ------------------------------------------------------------- guards
-    def _watch(self, plan: StepPlan) -> None:
-        """Count steps that neither produced a token nor ended a request; stop a livelock."""
-        if plan.shape.num_sampled or plan.rejected:
-            self._steps_without_progress = 0
-            return
-        self._steps_without_progress += 1
-        if self._steps_without_progress >= self.setup.watchdog_steps:
-            head = (self.queues.running or list(self.queues.waiting) or [None])[0]
-            raise SimulationError(
-                f"instance {self.id}: no token generated and no request ended in "
-                f"{self._steps_without_progress} steps while {self.queues.num_requests} requests are "
-                f"pending (first: {head!r}); batch policy {type(self.batch_policy).__name__}")
-
     def check_invariants(self, now: float) -> None:
         """Raise SimulationError if KV accounting, request counters or time are inconsistent."""
-        try:
-            self.kv.check()
-            assert now >= self._last_commit_s, f"time went backwards: {now} < {self._last_commit_s}"
-            used = 0
-            for request in self.queues.running:
-                assert 0 <= request.computed_tokens <= request.known_tokens, f"counters of {request!r}"
-                assert request.generated_tokens <= request.output_tokens, f"overshoot of {request!r}"
-                held = self.kv.blocks_held(request)
-                assert held >= self.kv.blocks_for_tokens(request.computed_tokens), f"KV of {request!r}"
-                used += held
-            assert self.kv.used_blocks <= self.kv.total_blocks, "KV above capacity"
-            assert self.queues.pending_tokens == sum(
-                r.pending_compute_tokens for r in (*self.queues.waiting, *self.queues.running,
-                                                   *self.queues.swapped)), "pending token count drifted"
-        except AssertionError as err:
-            raise SimulationError(f"instance {self.id} at t={now:.6f}s: invariant violated: {err}") from None
-        self._last_commit_s = now
-
-    # ---------------------------------------------------------------- stalls
-    def _recompute_swapped(self, request: Request) -> None:
-        """A swapped request that cannot come back even on an idle instance is recomputed."""
-        self.queues.swapped.remove(request)
-        if self.host is not None:
-            self.host.release(self.kv.blocks_for_tokens(request.computed_tokens) * self.kv.block_size
-                              * self.setup.kv_bytes_per_token)
-        lost = request.computed_tokens
-        request.recomputed_tokens += lost
-        request.computed_tokens = 0
-        request.status = RequestStatus.WAITING
-        self.queues.waiting.appendleft(request)
-        self.queues.pending_tokens += lost
+        self.guards.check(now)
 
     def _resolve_stall(self) -> None:
-        """The policy scheduled nothing although work is queued: make progress or fail loudly.
-
-        With nothing running, nothing will free memory, so the head of the
-        queue can never be admitted as things stand: it is rejected with the
-        reason. With requests running, an empty step is a policy bug.
-        """
-        if self.queues.running:
-            raise SimulationError(
-                f"instance {self.id}: batch policy {type(self.batch_policy).__name__} scheduled "
-                f"nothing while {len(self.queues.running)} requests are running "
-                f"(first: request {self.queues.running[0].id})")
-        if self.queues.swapped:
-            self._recompute_swapped(self.queues.swapped[0])
-            return
-        request = self.queues.waiting[0]
-        need = self.kv.blocks_for_tokens(request.known_tokens)
-        request.reject_reason = (
-            f"cannot be admitted on idle instance {self.id}: needs {need} KV blocks for "
-            f"{request.known_tokens} tokens, {self.kv.free_blocks} free of {self.kv.total_blocks} "
-            f"(watermark {self.kv.watermark_blocks}), step budget {self.setup.limits.max_batched_tokens} tokens")
-        self.queues.drop_waiting(request)
-        request.status = RequestStatus.REJECTED
-        self.on_done(request)
+        resolve_stall(self)
