@@ -45,7 +45,7 @@ from simulator.runner import RunResult, run_experiment
 # ------------------------------------------------------------ hypothesis profiles
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=1000, deadline=None, derandomize=False, print_blob=True,
+settings.register_profile("long", max_examples=500, deadline=None, derandomize=False, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
