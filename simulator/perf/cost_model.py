@@ -82,7 +82,7 @@ class InstanceCostModel:
             flops, hbm = self.roofline.dense_work(shape.num_tokens, shape.num_sampled)
             seconds = self.roofline.dense_time_s(shape.num_tokens, shape.num_sampled) + self.host.step_s(shape)
             found = (seconds, flops, hbm)
-            if len(self._dense) < 200_000:
+            if len(self._dense) < 4096:  # decode batch sizes repeat; prefill token counts rarely do
                 self._dense[key] = found
         return found
 
