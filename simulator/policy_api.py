@@ -17,7 +17,7 @@ Kinds and when they are called:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -197,8 +197,3 @@ class BatchPolicy(Protocol):
     def bind_admission(self, admission: AdmissionPolicy) -> None: ...
 
     def schedule(self, state: SchedulerView, builder: StepBuilder, now_s: float) -> None: ...
-
-
-def describe(policy: Any) -> dict[str, Any]:
-    """The parameters of a policy as a plain mapping (for resolved configs and reports)."""
-    return policy.model_dump() if isinstance(policy, BaseModel) else {}

@@ -147,7 +147,3 @@ class Cluster:
         for request in sorted(self.active.values(), key=lambda r: r.id):
             self.recorder.record(request, "unfinished")
         self.active.clear()
-
-    @property
-    def views(self) -> Sequence[Instance]:
-        return self.instances

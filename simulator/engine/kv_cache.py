@@ -194,9 +194,6 @@ class KVCache:
         self.private_total -= holding.private
         return holding.blocks
 
-    def forget_hashes(self, request: Request) -> None:
-        self._hash_cache.pop(request.id, None)
-
     def _evict_one_cached(self) -> None:
         value, _ = self.cached.popitem(last=False)
         del self.refcount[value]

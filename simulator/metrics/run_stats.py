@@ -38,7 +38,6 @@ class EventCounts:
     """Counters of engine events that do not belong to one request."""
 
     preemptions: int = 0
-    swaps_out: int = 0
     migrations: int = 0
     kv_transfer_bytes: float = 0.0
     prefix_hit_tokens: int = 0
