@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.errors import ConfigError, ProfileError, RegistryError, located
-from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, ROUTERS
+from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS, ROUTERS
 from simulator.hardware import DEFAULT_CATALOG, Catalog, GpuProfile, LinkProfile, ModelSpec, NodeProfile
 from simulator.yaml_loading import condense_validation_error, read_yaml_mapping, safe_yaml
 from workloads import WorkloadConfig
@@ -87,6 +87,8 @@ class PoliciesConfig(_Strict):
     router: dict[str, Any] = Field(default_factory=lambda: {"name": "round_robin"})
     batching: dict[str, Any] = Field(default_factory=lambda: {"name": "vllm"})
     admission: dict[str, Any] = Field(default_factory=lambda: {"name": "aggressive"})
+    # A cluster-level policy that acts over time (migration, auto-scaling); none by default.
+    controller: dict[str, Any] | None = None
 
 
 class SloConfig(_Strict):
@@ -143,6 +145,7 @@ class InstanceHardware:
     pp_link: LinkProfile | None
     host_link: LinkProfile
     kv_blocks: int
+    network_link: LinkProfile | None = None  # between instances: one NIC of this link per GPU
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,10 @@ def _check_power_cap(group: InstanceGroupConfig, gpu: GpuProfile, path: Path, wh
 def _check_policies(config: ExperimentConfig, path: Path) -> None:
     """Build each policy once so that names and parameters are checked before anything runs."""
     policies = config.policies
-    for field, registry in (("router", ROUTERS), ("batching", BATCH_POLICIES), ("admission", ADMISSION_POLICIES)):
+    checks = [("router", ROUTERS), ("batching", BATCH_POLICIES), ("admission", ADMISSION_POLICIES)]
+    if policies.controller is not None:
+        checks.append(("controller", CLUSTER_CONTROLLERS))
+    for field, registry in checks:
         try:
             registry.create(getattr(policies, field), f"{path}: policies.{field}")
         except RegistryError as err:
@@ -268,7 +274,7 @@ def _links(catalog: Catalog, group: InstanceGroupConfig, gpu: GpuProfile, node: 
     domain = node.nvlink_domain_gpus or node.gpus_per_node
     tp_link = None if group.tp == 1 else intra if group.tp <= domain else host if group.tp <= node.gpus_per_node else inter
     pp_link = None if group.pp == 1 else intra if gpus <= domain else host if gpus <= node.gpus_per_node else inter
-    return InstanceHardware(group, gpu, node, tp_link, pp_link, host, kv_blocks)
+    return InstanceHardware(group, gpu, node, tp_link, pp_link, host, kv_blocks, inter)
 
 
 def _lookup(catalog: Catalog, kind: str, ref: str, base: Path | None, path: Path, field: str):

@@ -12,6 +12,9 @@ Kinds and when they are called:
 * ``Router.route`` - on every arrival, picks an instance id (or None to reject).
 * ``BatchPolicy.schedule`` - every engine step, fills the step builder.
 * ``AdmissionPolicy.admit`` - asked by batch policies before admitting a waiting request.
+* ``Controller`` - a cluster-level policy (``policies.controller``) that acts over time
+  through ``ClusterActions``: periodic callbacks, moving requests and KV between
+  instances. Routers may ask for the same actions by defining ``bind_cluster``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from simulator.engine.actions import ClusterActions
+from simulator.engine.links import Flow
 from simulator.engine.request import RequestStatus
 from simulator.engine.step import Refusal, StepBuilder, StepLimits, StepPlan
 from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS,
@@ -29,7 +34,7 @@ from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONT
 
 __all__ = [
     "ADMISSION_POLICIES", "BATCH_POLICIES", "CLUSTER_CONTROLLERS", "EVICTION_POLICIES", "ROUTERS",
-    "WORKFLOW_POLICIES", "AdmissionPolicy", "BatchPolicy", "InstanceView", "Policy", "PolicyContext",
+    "WORKFLOW_POLICIES", "AdmissionPolicy", "BatchPolicy", "ClusterActions", "Controller", "Flow", "InstanceView", "Policy", "PolicyContext",
     "Refusal", "RequestStatus", "RequestView", "Router", "SchedulerView", "StepBuilder", "StepLimits", "StepPlan",
 ]
 
@@ -73,6 +78,7 @@ class InstanceView(Protocol):
     gpu_name: str
     tp: int
     block_size: int
+    tag: str
 
     @property
     def num_running(self) -> int: ...
@@ -136,6 +142,8 @@ class PolicyContext:
         kv_bytes_per_token: KV bytes of one token of the model.
         max_context_tokens: the model's context limit.
         instance_id: the instance a per-instance policy serves (None for cluster policies).
+        instance_tag: that instance's pool tag (``cluster.instances[].tag``: "prompt", "token",
+            "mixed" ...; None for cluster policies).
     """
 
     rng: np.random.Generator
@@ -144,6 +152,7 @@ class PolicyContext:
     kv_bytes_per_token: float
     max_context_tokens: int
     instance_id: int | None = None
+    instance_tag: str | None = None
 
 
 class Policy(BaseModel):
@@ -197,3 +206,16 @@ class BatchPolicy(Protocol):
     def bind_admission(self, admission: AdmissionPolicy) -> None: ...
 
     def schedule(self, state: SchedulerView, builder: StepBuilder, now_s: float) -> None: ...
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """A cluster-level policy that acts over time (migration planner, auto-scaler).
+
+    ``bind_cluster`` is called once before the run with the ``ClusterActions``;
+    the controller typically registers periodic callbacks there.
+    """
+
+    def setup(self, context: PolicyContext) -> None: ...
+
+    def bind_cluster(self, actions: ClusterActions) -> None: ...

@@ -24,7 +24,9 @@ import yaml
 
 from simulator import __version__
 from simulator.config import Experiment, InstanceHardware, resolved_dict
+from simulator.engine.actions import ClusterActions, instance_ports
 from simulator.engine.cluster import Cluster
+from simulator.engine.links import Network
 from simulator.engine.host import HostKVTier
 from simulator.engine.instance import Instance, InstanceSetup
 from simulator.engine.kv_cache import KVCache
@@ -39,7 +41,7 @@ from simulator.perf.calibration import GpuCalibration, instance_perf, resolve, s
 from simulator.perf.power import PowerModel
 from simulator.policy_api import PolicyContext
 from simulator.report.markdown import write_report
-from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, ROUTERS
+from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS, ROUTERS
 from simulator.rng import stream
 from workloads import build_workload
 
@@ -69,21 +71,37 @@ class Simulation:
         self.router = ROUTERS.create(config.policies.router, f"{experiment.path}: policies.router")
         self.cluster = Cluster(self.env, self.router, self.recorder, experiment.model.max_context_tokens,
                                config.cluster.block_size_tokens)
+        self.network = Network(self.env)
         for hardware in experiment.groups:
             for _ in range(hardware.group.count):
                 self._add_instance(hardware)
+        self.actions = ClusterActions(self.env, self.cluster, self.network, experiment.model.kv_bytes_per_token,
+                                      max(h.network_link.latency_s for h in experiment.groups))
         self.router.setup(self._context("router", None))
+        self._bind_cluster(self.router)
+        self.controller = None
+        if config.policies.controller is not None:
+            self.controller = CLUSTER_CONTROLLERS.create(config.policies.controller,
+                                                         f"{experiment.path}: policies.controller")
+            self.controller.setup(self._context("controller", None))
+            self._bind_cluster(self.controller)
         self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir,
                                        max_context_tokens=experiment.model.max_context_tokens)
         interval = config.sim.sample_interval_s
         self.sampler = None if interval is None else TimeSeriesSampler(self.env, self.cluster.instances, interval)
 
-    def _context(self, name: str, instance_id: int | None) -> PolicyContext:
+    def _context(self, name: str, instance_id: int | None, tag: str | None = None) -> PolicyContext:
         config, model = self.experiment.config, self.experiment.model
         index = () if instance_id is None else (instance_id,)
         return PolicyContext(stream(config.seed, name, *index), len(self.instance_stats),
                              config.cluster.block_size_tokens, model.kv_bytes_per_token,
-                             model.max_context_tokens, instance_id)
+                             model.max_context_tokens, instance_id, tag)
+
+    def _bind_cluster(self, policy) -> None:
+        """Hand the cluster actions to a policy that asks for them (``bind_cluster``)."""
+        bind = getattr(policy, "bind_cluster", None)
+        if bind is not None:
+            bind(self.actions)
 
     def _add_instance(self, hardware: InstanceHardware) -> None:
         config, model = self.experiment.config, self.experiment.model
@@ -105,7 +123,7 @@ class Simulation:
         batching = BATCH_POLICIES.create(config.policies.batching, f"{self.experiment.path}: policies.batching")
         admission = ADMISSION_POLICIES.create(config.policies.admission,
                                               f"{self.experiment.path}: policies.admission")
-        context = self._context("instance-policies", instance_id)
+        context = self._context("instance-policies", instance_id, group.tag)
         admission.setup(context)
         batching.setup(context)
         batching.bind_admission(admission)
@@ -113,6 +131,9 @@ class Simulation:
                               model.kv_bytes_per_token, group.tag, config.sim.fast_forward,
                               config.sim.check_invariants, config.sim.watchdog_steps)
         self.instance_stats.append(stats)
+        egress, ingress = instance_ports(instance_id)
+        for port in (egress, ingress):
+            self.network.add_port(port, hardware.network_link.bytes_per_s * gpus)
         self.cluster.add_instance(Instance(self.env, setup, kv, self._host_tier(hardware), cost, power,
                                            batching, stats, self.gap_histogram, self.cluster.request_done))
 

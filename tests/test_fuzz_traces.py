@@ -69,7 +69,7 @@ SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "splitwise": (".csv", _sample("splitwise_sim/test_trace.csv",
                                   "request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,"
                                   "token_size\n0,2,0,1,1,4096,32\n1,2,0,3,1,2048,8\n2,2,0,4,1,20,8\n"), {}),
-    "csv": (".csv", _sample("vidur_traces/splitwise_code.csv", "t,p,o\n0.0,4808,10\n0.052,3180,8\n"),
+    "csv": (".csv", _sample("vidur_traces/splitwise_code.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\n0.0,4808,10\n0.052,3180,8\n"),
             {"columns": {"arrival_s": "arrived_at", "prompt_tokens": "num_prefill_tokens",
                          "output_tokens": "num_decode_tokens", "time_unit": "ms"}}),
     "jsonl": (".jsonl", _sample("mooncake/conversation_trace.jsonl", '{"timestamp": 0, "input_length": 5, '

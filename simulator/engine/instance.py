@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
+from simulator.engine.departures import Departures, adopt
 from simulator.engine.guards import Guards, resolve_stall
 from simulator.engine.fast_forward import DecodeRun, build_run, commit_run, plan_is_decode_only
 from simulator.engine.host import HostKVTier
@@ -67,10 +68,16 @@ class Instance:
         self.queues = InstanceQueues()
         self.id = setup.instance_id
         self.gpu_name, self.tp, self.block_size = setup.gpu_name, setup.tp, kv.block_size
+        self.tag = setup.tag
         self._wake = env.event()
         self._kv_accounted_s = 0.0
         self._decode_run: DecodeRun | None = None
         self.guards = Guards(self)
+        self.departures = Departures(self)
+        self.on_first_token: Callable[[Request], None] | None = None
+        # Workflow KV retention (simulator.engine.retention); None: plain prefix caching.
+        self.kv_hooks = None
+        self._kv_actions: list[Callable[[], None]] = []
         self._interrupt = env.event()
         self.process = env.process(self._run())
 
@@ -134,9 +141,40 @@ class Instance:
         """Accept a routed request; wakes the engine loop if it was idle."""
         request.instance_id = self.id
         self.queues.enqueue(request)
+        self.wake()
+
+    def wake(self) -> None:
+        """Work arrived: start the idle engine loop, or end a fast-forward run early."""
         if not self._wake.triggered:
             self._wake.succeed()
         self.interrupt_run()
+
+    def depart(self, request: Request) -> simpy.Event:
+        """Let ``request`` leave alive at the next step boundary, keeping its KV here (see departures)."""
+        return self.departures.request(request)
+
+    def adopt(self, request: Request) -> None:
+        """Take in a request whose KV the caller reserved here (see departures)."""
+        adopt(self, request)
+
+    def defer_kv_action(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (a change of KV outside any request) now if idle, else at the next step boundary.
+
+        KV use then only changes at step boundaries, so a fast-forward run (cut
+        short here) and stepping give the same results and the KV integral stays exact.
+        """
+        if self.queues.has_work():
+            self._kv_actions.append(action)
+            self.interrupt_run()
+            return
+        self._account_kv(self.env.now)
+        action()
+
+    def _apply_kv_actions(self) -> None:
+        self._account_kv(self.env.now)
+        actions, self._kv_actions = self._kv_actions, []
+        for action in actions:
+            action()
 
     def interrupt_run(self) -> None:
         """End a fast-forward run after its step in flight (an arrival or a cluster action)."""
@@ -146,6 +184,9 @@ class Instance:
     # ------------------------------------------------------------ engine loop
     def _run(self):
         while True:
+            self.departures.settle()
+            if self._kv_actions:
+                self._apply_kv_actions()
             if not self.queues.has_work():
                 self._wake = self.env.event()
                 yield self._wake
@@ -167,6 +208,8 @@ class Instance:
             self.guards.watch(plan)
 
     def plan_step(self) -> StepPlan:
+        if self.kv_hooks is not None:
+            self.kv_hooks.before_plan(self)  # may release retained KV that the step needs
         builder = StepBuilder(self.kv, self.queues, self.host, self.setup.limits,
                               self.setup.kv_bytes_per_token)
         self.batch_policy.schedule(self, builder, self.env.now)
@@ -269,6 +312,8 @@ class Instance:
         """Free finished requests' KV (indexing their full blocks first, for later prefix hits)."""
         for request in finished:
             self.kv.publish(request)
+            if self.kv_hooks is not None:
+                self.kv_hooks.before_free(self, request)  # may retain the blocks for a next call
             self.kv.free(request)
             self.on_done(request)
 
@@ -285,6 +330,8 @@ class Instance:
         if request.first_token_s is None:
             request.first_token_s = end
             self.kv.publish(request)
+            if self.on_first_token is not None and request.generated_tokens < request.output_tokens:
+                self.on_first_token(request)
         else:
             gap = end - request.last_token_s
             self.gap_histogram.add(gap)

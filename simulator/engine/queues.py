@@ -45,9 +45,13 @@ class InstanceQueues:
         else:
             self.waiting.remove(request)
         request.status = RequestStatus.RUNNING
-        request.admitted_seq = self._admissions
-        self._admissions += 1
+        request.admitted_seq = self.next_admission()
         self.running.append(request)
+
+    def next_admission(self) -> int:
+        """The admission sequence number of the next request to join the running batch."""
+        self._admissions += 1
+        return self._admissions - 1
 
     def requeue_front(self, request: Request, lost_tokens: int) -> None:
         """A recompute victim goes back to the head of the waiting queue."""

@@ -19,6 +19,7 @@ class RequestStatus(enum.Enum):
     WAITING = "waiting"
     RUNNING = "running"
     SWAPPED = "swapped"
+    TRANSFERRING = "transferring"  # between instances (hand-off, migration), in no queue
     FINISHED = "finished"
     REJECTED = "rejected"
 
