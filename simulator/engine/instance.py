@@ -75,9 +75,11 @@ class Instance:
         self.guards = Guards(self)
         self.departures = Departures(self)
         self.on_first_token: Callable[[Request], None] | None = None
+        self.committing_step_s = (0.0, 0.0)
         # Workflow KV retention (simulator.engine.retention); None: plain prefix caching.
         self.kv_hooks = None
         self._kv_actions: list[Callable[[], None]] = []
+        self._run_ids: tuple[DecodeRun, frozenset[int]] | None = None  # members of the run, for tokens_computed
         self._interrupt = env.event()
         self.process = env.process(self._run())
 
@@ -175,6 +177,17 @@ class Instance:
         actions, self._kv_actions = self._kv_actions, []
         for action in actions:
             action()
+
+    def tokens_computed(self, request: Request) -> int:
+        """Tokens of ``request`` whose KV exists here now; exact inside a fast-forward run."""
+        run = self._decode_run
+        if run is None or request.instance_id != self.id or request.status is not RequestStatus.RUNNING:
+            return request.computed_tokens
+        if self._run_ids is None or self._run_ids[0] is not run:
+            self._run_ids = (run, frozenset(r.id for r in run.requests))
+        if request.id not in self._run_ids[1]:
+            return request.computed_tokens  # adopted during the run: it joins at the next plan
+        return request.computed_tokens + run.steps_ended_by(self.env.now)
 
     def interrupt_run(self) -> None:
         """End a fast-forward run after its step in flight (an arrival or a cluster action)."""
@@ -281,13 +294,14 @@ class Instance:
     def _account_run_work(self, run: DecodeRun, steps: int) -> None:
         stats = self.stats
         durations = run.durations_s[:steps]
-        flops, hbm_bytes = (np.broadcast_to(np.asarray(w, dtype=np.float64), (steps,))
-                            for w in self.cost_model.work(run.shapes_of_first(steps)))
+        # Work is per step (attention grows with context) or one number for every step;
+        # the energy formula broadcasts either against the durations.
+        flops, hbm_bytes = self.cost_model.work(run.shapes_of_first(steps))
         stats.steps += steps
         stats.busy_s += float(durations.sum())
-        stats.flops += float(np.sum(flops))
-        stats.hbm_bytes += float(np.sum(hbm_bytes))
-        stats.energy_j += float(np.sum(self.power.busy_energy_j(durations, flops, hbm_bytes)))
+        stats.flops += float(flops.sum()) if isinstance(flops, np.ndarray) else flops * steps
+        stats.hbm_bytes += float(hbm_bytes.sum()) if isinstance(hbm_bytes, np.ndarray) else hbm_bytes * steps
+        stats.energy_j += float(self.power.busy_energy_j(durations, flops, hbm_bytes).sum())
 
     def step_duration_s(self, plan: StepPlan) -> float:
         swap_s = self.host.transfer_time_s(plan.swap_bytes) if self.host is not None else 0.0
@@ -296,6 +310,8 @@ class Instance:
     def commit(self, plan: StepPlan, start: float, end: float) -> None:
         """Apply a finished step: counters, tokens, finished requests, statistics."""
         self._account_kv(end)
+        # The span of the step being committed, for first-token hooks (layer-wise KV hand-off).
+        self.committing_step_s = (start, end)
         finished = []
         for request, tokens in plan.entries:
             self._advance(request, tokens, start, end, finished)
@@ -363,11 +379,16 @@ class Instance:
         if fraction > self.stats.kv_peak_fraction:
             self.stats.kv_peak_fraction = fraction
 
-    def finalize(self, now: float) -> None:
-        """Close the KV integral and charge idle energy at the end of the run."""
+    def finalize(self, now: float, active_s: float | None = None) -> None:
+        """Close the KV integral and charge idle energy at the end of the run.
+
+        ``active_s``: seconds the instance was provisioned (auto-scaling); idle
+        energy is charged for those only (default: the whole run).
+        """
         self.sync(now)
         self._account_kv(now)
-        self.stats.energy_j += self.power.idle_energy_j(now - self.stats.busy_s)
+        provisioned = now if active_s is None else active_s
+        self.stats.energy_j += self.power.idle_energy_j(max(0.0, provisioned - self.stats.busy_s))
 
     # ------------------------------------------------------------- guards
     def check_invariants(self, now: float) -> None:
