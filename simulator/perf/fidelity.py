@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simulator.atomic import write_text
 from simulator.hardware import DEFAULT_CATALOG
 from simulator.perf import predict
 from simulator.perf.calibrate import layer_table
@@ -47,7 +48,7 @@ class FidelityResult:
         records = self.records[RECORD_FIELDS].astype(object).where(self.records[RECORD_FIELDS].notna(), None)
         payload = {"records": records.to_dict("records"),
                    "summary": self.summary[SUMMARY_FIELDS + ["rows"]].to_dict("records")}
-        Path(path).write_text(json.dumps(payload, default=_plain) + "\n")
+        write_text(Path(path), json.dumps(payload, default=_plain) + "\n")
 
 
 def _plain(value):

@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from simulator.atomic import atomic_write  # noqa: E402
+
 POINTS_PER_OPERATOR = 300
 
 
@@ -38,7 +40,8 @@ def scatter(records: pd.DataFrame, path: Path) -> Path:
     axes.legend(loc="upper left", fontsize=8, markerscale=3)
     axes.grid(True, which="major", linewidth=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    # The temporary name ends in .tmp, so the format is named, not inferred.
+    atomic_write(Path(path), lambda tmp: figure.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png"))
     plt.close(figure)
     return Path(path)
 
