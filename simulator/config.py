@@ -110,6 +110,9 @@ class SimConfig(_Strict):
 
     horizon_s: float | None = Field(default=None, gt=0, le=1e9)
     sample_interval_s: float | None = Field(default=1.0, ge=1e-3)
+    # Keep at most this many sample times: a longer run doubles the interval and thins
+    # what it has, so memory stays bounded however long the run (see metrics/sampler.py).
+    max_samples: int = Field(default=10_000, ge=2, le=10_000_000)
     # Collapse decode-only stretches into one wait; false steps one by one (same results).
     fast_forward: bool = True
     # Verify KV accounting, counters and time after every commit (slow; tests turn it on).

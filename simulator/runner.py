@@ -88,7 +88,8 @@ class Simulation:
         self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir,
                                        max_context_tokens=experiment.model.max_context_tokens)
         interval = config.sim.sample_interval_s
-        self.sampler = None if interval is None else TimeSeriesSampler(self.env, self.cluster.instances, interval)
+        self.sampler = None if interval is None else TimeSeriesSampler(self.env, self.cluster.instances, interval,
+                                                                     config.sim.max_samples)
 
     def _context(self, name: str, instance_id: int | None, tag: str | None = None) -> PolicyContext:
         config, model = self.experiment.config, self.experiment.model

@@ -34,3 +34,19 @@ def test_sampling_does_not_change_results_and_has_one_row_per_instance_per_tick(
     assert (out / "timeseries.csv").is_file() and (out / "timeseries.png").is_file()
     assert "timeseries.png" in (out / "report.md").read_text()
     assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_long_run_thins_its_samples_to_the_limit_at_a_doubled_interval(tmp_path: Path) -> None:
+    exp = write_small(tmp_path, cluster={"node": "dgx-h100", "instances": [{"count": 2, "gpu": "h100-sxm"}]})
+    full = _run(exp, "sim.sample_interval_s=0.05").timeseries
+    thinned = _run(exp, "sim.sample_interval_s=0.05", "sim.max_samples=8").timeseries
+    ticks = np.unique(thinned["time_s"])
+    assert len(np.unique(full["time_s"])) > 16, "the run must be long enough to thin twice"
+    assert 4 <= len(ticks) <= 8
+    interval = ticks[1] - ticks[0]
+    assert interval > 0.05 and np.log2(interval / 0.05) == round(np.log2(interval / 0.05))
+    assert np.allclose(ticks, interval * np.arange(len(ticks)))
+    # Thinning keeps rows; it does not re-sample: every kept row is one of the full run's.
+    merged = thinned.merge(full, on=["time_s", "instance_id"], suffixes=("", "_full"))
+    assert len(merged) == len(thinned)
+    assert (merged["kv_used_blocks"] == merged["kv_used_blocks_full"]).all()

@@ -6,6 +6,12 @@ reads each instance's read-only view: KV blocks used and total, requests
 waiting and requests running (the running batch). It only reads, so the run's
 results are the same with or without it. One row per instance per sample;
 requests are never copied. The rows become ``timeseries.csv``.
+
+Memory stays bounded: when a run reaches ``max_samples`` sample times, the
+interval doubles and every other sample time already taken is dropped, so
+the kept rows are again at exact multiples of the (new) interval. A run of
+any length therefore keeps between ``max_samples / 2`` and ``max_samples``
+sample times, evenly spaced.
 """
 
 from __future__ import annotations
@@ -27,13 +33,18 @@ class TimeSeriesSampler:
         env: the SimPy environment of the run.
         instances: the cluster's instances (anything with ``id``, ``kv_used_blocks``,
             ``kv_total_blocks``, ``num_waiting`` and ``num_running``).
-        interval_s: the sampling period in simulated seconds (> 0).
+        interval_s: the sampling period in simulated seconds (> 0); it doubles as needed.
+        max_samples: the most sample times kept (>= 2).
     """
 
-    def __init__(self, env: simpy.Environment, instances: Sequence[Any], interval_s: float) -> None:
+    def __init__(self, env: simpy.Environment, instances: Sequence[Any], interval_s: float,
+                 max_samples: int = 10_000) -> None:
         if not interval_s > 0:
             raise ValueError(f"sampling interval must be positive, got {interval_s}")
+        if max_samples < 2:
+            raise ValueError(f"max_samples must be at least 2, got {max_samples}")
         self.env, self.instances, self.interval_s = env, instances, interval_s
+        self.max_samples = max_samples
         self.columns: dict[str, list] = {name: [] for name in TIMESERIES_COLUMNS}
         self.process: simpy.Process | None = None
 
@@ -47,7 +58,17 @@ class TimeSeriesSampler:
         while True:
             self.sample()
             tick += 1
+            if tick == self.max_samples:
+                tick = self._thin()
             yield self.env.timeout(max(tick * self.interval_s - self.env.now, 0.0))
+
+    def _thin(self) -> int:
+        """Keep every other sample time, double the interval; returns the next tick at the new one."""
+        rows_per_sample = max(1, len(self.instances))
+        for name, values in self.columns.items():
+            self.columns[name] = [v for i, v in enumerate(values) if (i // rows_per_sample) % 2 == 0]
+        self.interval_s *= 2
+        return (self.max_samples + 1) // 2
 
     def sample(self) -> None:
         """Append one row per instance for the current simulated time."""
