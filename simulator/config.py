@@ -17,7 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.errors import ConfigError, ProfileError, RegistryError, located
-from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS, ROUTERS
+from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS, EVICTION_POLICIES,
+                                ROUTERS, WORKFLOW_POLICIES)
 from simulator.hardware import DEFAULT_CATALOG, Catalog, GpuProfile, LinkProfile, ModelSpec, NodeProfile
 from simulator.yaml_loading import condense_validation_error, read_yaml_mapping, safe_yaml
 from workloads import WorkloadConfig
@@ -89,6 +90,10 @@ class PoliciesConfig(_Strict):
     admission: dict[str, Any] = Field(default_factory=lambda: {"name": "aggressive"})
     # A cluster-level policy that acts over time (migration, auto-scaling); none by default.
     controller: dict[str, Any] | None = None
+    # Workflow KV retention (SAGA): a workflow policy, and the eviction policy of retained KV
+    # (default lru). None: plain prefix caching, no retention mechanism.
+    workflow: dict[str, Any] | None = None
+    eviction: dict[str, Any] | None = None
 
 
 class SloConfig(_Strict):
@@ -247,6 +252,10 @@ def _check_policies(config: ExperimentConfig, path: Path) -> None:
     checks = [("router", ROUTERS), ("batching", BATCH_POLICIES), ("admission", ADMISSION_POLICIES)]
     if policies.controller is not None:
         checks.append(("controller", CLUSTER_CONTROLLERS))
+    if policies.workflow is not None:
+        checks.append(("workflow", WORKFLOW_POLICIES))
+    if policies.eviction is not None:
+        checks.append(("eviction", EVICTION_POLICIES))
     for field, registry in checks:
         try:
             registry.create(getattr(policies, field), f"{path}: policies.{field}")

@@ -15,6 +15,10 @@ Kinds and when they are called:
 * ``Controller`` - a cluster-level policy (``policies.controller``) that acts over time
   through ``ClusterActions``: periodic callbacks, moving requests and KV between
   instances. Routers may ask for the same actions by defining ``bind_cluster``.
+* ``WorkflowPolicy`` (``policies.workflow``) - when an agent workflow's call ends, how long
+  to retain its KV for the next call; what to do when that time runs out; optionally where
+  its calls go (``place``). ``EvictionPolicy`` (``policies.eviction``) - which retained
+  workflows give their memory back when a step needs it. Both read ``WorkflowView``.
 """
 
 from __future__ import annotations
@@ -26,16 +30,19 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from simulator.engine.actions import ClusterActions
+from simulator.engine.handoff import Handoff
 from simulator.engine.links import Flow
 from simulator.engine.request import RequestStatus
 from simulator.engine.step import Refusal, StepBuilder, StepLimits, StepPlan
+from simulator.engine.workflow_kv import Workflow as WorkflowView
 from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS,
                                 EVICTION_POLICIES, ROUTERS, WORKFLOW_POLICIES)
 
 __all__ = [
     "ADMISSION_POLICIES", "BATCH_POLICIES", "CLUSTER_CONTROLLERS", "EVICTION_POLICIES", "ROUTERS",
-    "WORKFLOW_POLICIES", "AdmissionPolicy", "BatchPolicy", "ClusterActions", "Controller", "Flow", "InstanceView", "Policy", "PolicyContext",
+    "WORKFLOW_POLICIES", "AdmissionPolicy", "BatchPolicy", "ClusterActions", "Controller", "Flow", "Handoff", "InstanceView", "Policy", "PolicyContext",
     "Refusal", "RequestStatus", "RequestView", "Router", "SchedulerView", "StepBuilder", "StepLimits", "StepPlan",
+    "EvictionPolicy", "WorkflowPolicy", "WorkflowView",
 ]
 
 
@@ -101,6 +108,17 @@ class InstanceView(Protocol):
     @property
     def kv_used_blocks(self) -> int: ...
 
+    @property
+    def running(self) -> Sequence[RequestView]:
+        """Requests in the running batch (for controllers that pick requests to move)."""
+
+    @property
+    def waiting(self) -> Sequence[RequestView]:
+        """Requests queued without KV, head first."""
+
+    def tokens_computed(self, request: RequestView) -> int:
+        """Tokens of a request whose KV the instance holds now (exact inside fast-forward runs)."""
+
 
 class SchedulerView(Protocol):
     """What a batch policy reads on its own instance each step."""
@@ -129,6 +147,9 @@ class SchedulerView(Protocol):
 
     def blocks_to_admit(self, request: RequestView, tokens: int) -> int:
         """Free KV blocks ``request`` needs to start with ``tokens`` tokens, watermark included."""
+
+    def cached_prefix_tokens(self, request: RequestView) -> int:
+        """Tokens of a waiting request that its prefix-cache hit would skip if admitted now."""
 
 
 @dataclass(frozen=True)
@@ -219,3 +240,46 @@ class Controller(Protocol):
     def setup(self, context: PolicyContext) -> None: ...
 
     def bind_cluster(self, actions: ClusterActions) -> None: ...
+
+
+@runtime_checkable
+class WorkflowPolicy(Protocol):
+    """Retention of an agent workflow's KV between its calls (``simulator.engine.retention``).
+
+    ``on_call_end`` returns the seconds to keep the finished call's blocks pinned
+    on its GPU for the next call (None or 0: free them into the LRU prefix cache);
+    ``on_expire`` returns ``"release"``, ``"drop"`` or ``"offload"`` when that time
+    runs out with no call. Optional: ``on_call_released(workflow, new_tokens, wait_s,
+    now_s)`` and ``on_session_end(workflow, now_s)`` to learn; ``place(request,
+    workflow, instances, now_s) -> int | None`` to choose the instance of a call
+    (None: the router decides); ``reload_patience_s`` (attribute, default 0): how
+    long a call whose context is in host DRAM waits for GPU memory to reload it.
+    """
+
+    def setup(self, context: PolicyContext) -> None: ...
+
+    def on_call_end(self, workflow: WorkflowView, now_s: float) -> float | None: ...
+
+    def on_expire(self, workflow: WorkflowView, now_s: float) -> str: ...
+
+
+@runtime_checkable
+class EvictionPolicy(Protocol):
+    """Which idle retained workflows give back their GPU memory when a step needs it.
+
+    ``order`` returns the victims among the candidates, first victim first. ``head``
+    is the waiting call the memory is wanted for - the batch policy's optional
+    ``next_admission(state)``, else the head of the queue; None when running calls
+    need the memory to grow - with its workflow (``head_workflow``, None for a call of no workflow);
+    a policy may leave candidates out to protect them from that call, which then
+    waits (an instance with nothing running evicts them anyway). ``action`` says
+    whether a victim is ``"offload"``-ed to host DRAM or ``"drop"``-ped.
+    Optional: ``bind_workflow(policy)`` to read the workflow policy's predictions.
+    """
+
+    def setup(self, context: PolicyContext) -> None: ...
+
+    def order(self, candidates: Sequence[WorkflowView], now_s: float, head: RequestView | None,
+              head_workflow: WorkflowView | None) -> list[WorkflowView]: ...
+
+    def action(self, workflow: WorkflowView, now_s: float) -> str: ...

@@ -30,6 +30,8 @@ from simulator.engine.links import Network
 from simulator.engine.host import HostKVTier
 from simulator.engine.instance import Instance, InstanceSetup
 from simulator.engine.kv_cache import KVCache
+from simulator.engine.retention import RetentionManager
+from simulator.engine.workflow_kv import WorkflowRouter
 from simulator.errors import ConfigError, ProfileError, located
 from simulator.metrics.gap_buffer import GapBuffer
 from simulator.metrics.histogram import LogHistogram
@@ -40,8 +42,8 @@ from simulator.metrics.summary import summarize
 from simulator.perf.calibration import GpuCalibration, instance_perf, resolve, select_calibrations
 from simulator.perf.power import PowerModel
 from simulator.policy_api import PolicyContext
-from simulator.report.markdown import write_report
-from simulator.registry import ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS, ROUTERS
+from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS, EVICTION_POLICIES,
+                                ROUTERS, WORKFLOW_POLICIES)
 from simulator.rng import stream
 from workloads import build_workload
 
@@ -72,13 +74,16 @@ class Simulation:
         self.cluster = Cluster(self.env, self.router, self.recorder, experiment.model.max_context_tokens,
                                config.cluster.block_size_tokens)
         self.network = Network(self.env)
+        self._group_perf: dict[int, Any] = {}
         for hardware in experiment.groups:
             for _ in range(hardware.group.count):
                 self._add_instance(hardware)
         self.actions = ClusterActions(self.env, self.cluster, self.network, experiment.model.kv_bytes_per_token,
-                                      max(h.network_link.latency_s for h in experiment.groups))
+                                      max(h.network_link.latency_s for h in experiment.groups),
+                                      experiment.model.num_layers)
         self.router.setup(self._context("router", None))
         self._bind_cluster(self.router)
+        self.retention = self._retention() if config.policies.workflow is not None else None
         self.controller = None
         if config.policies.controller is not None:
             self.controller = CLUSTER_CONTROLLERS.create(config.policies.controller,
@@ -109,10 +114,14 @@ class Simulation:
         instance_id = len(self.cluster.instances)
         group, gpu = hardware.group, hardware.gpu
         gpus = group.tp * group.pp
-        perf = instance_perf(model, gpu, group.tp, group.pp, hardware.tp_link, hardware.pp_link,
-                             resolve(gpu, self._calibrations()), config.perf.efficiencies.model_dump(exclude_none=True),
-                             config.perf.host_overhead_per_step_s, config.perf.host_overhead_per_sequence_s,
-                             group.power_cap_fraction)
+        # One cost model per instance group: its instances then share the memo of step costs.
+        perf = self._group_perf.get(id(hardware))
+        if perf is None:
+            perf = self._group_perf[id(hardware)] = instance_perf(
+                model, gpu, group.tp, group.pp, hardware.tp_link, hardware.pp_link,
+                resolve(gpu, self._calibrations()), config.perf.efficiencies.model_dump(exclude_none=True),
+                config.perf.host_overhead_per_step_s, config.perf.host_overhead_per_sequence_s,
+                group.power_cap_fraction)
         cost, efficiencies, roofline = perf.cost, perf.efficiencies, perf.cost.roofline
         kv = KVCache(hardware.kv_blocks, config.cluster.block_size_tokens, 0)
         kv.watermark_blocks = int(kv.total_blocks * config.cluster.watermark_fraction)
@@ -170,11 +179,15 @@ class Simulation:
         self.env.run(until=until)
         now = self.env.now
         for instance in self.cluster.instances:
-            instance.finalize(now)  # commits a fast-forward run's finished steps first
+            # Commits a fast-forward run's finished steps first; auto-scaled instances pay idle power
+            # only while provisioned.
+            active_s = self.actions.pool.provisioned_s(instance.id, now) if self.actions.pool.changed else None
+            instance.finalize(now, active_s)
+            self.instance_stats[instance.id].active_s = active_s
         self.cluster.record_unfinished()
         stats = RunStats(now, time.perf_counter() - started, sum(s.steps for s in self.instance_stats),
                          self.instance_stats, self._events(), self.gap_histogram.flush(),
-                         self._workload_extra())
+                         {**self._workload_extra(), **self._retention_extra(), **self._scaling_extra(now)})
         requests = self.recorder.to_frame()
         tct = self.cluster.sessions.completed_tct_s()
         summary = summarize(requests, stats, experiment=config.name, seed=config.seed, version=__version__,
@@ -187,6 +200,53 @@ class Simulation:
             sessions = pd.DataFrame([dataclasses.asdict(r) for r in self.cluster.sessions.records.values()])
         return RunResult(summary, requests, stats, resolved_dict(config), timeseries, sessions)
 
+    def _retention(self) -> RetentionManager:
+        """Workflow KV retention: the workflow and eviction policies, and a host tier per instance."""
+        config, model, where = self.experiment.config, self.experiment.model, self.experiment.path
+        policy = WORKFLOW_POLICIES.create(config.policies.workflow, f"{where}: policies.workflow")
+        policy.setup(self._context("workflow", None))
+        eviction = EVICTION_POLICIES.create(config.policies.eviction or {"name": "lru"}, f"{where}: policies.eviction")
+        eviction.setup(self._context("eviction", None))
+        bind = getattr(eviction, "bind_workflow", None)
+        if bind is not None:
+            bind(policy)
+        hosts, instance_id = {}, 0
+        for hardware in self.experiment.groups:
+            for _ in range(hardware.group.count):
+                hosts[instance_id] = self._retention_host(hardware)
+                instance_id += 1
+        manager = RetentionManager(self.env, self.cluster.instances, policy, eviction, hosts,
+                                   model.kv_bytes_per_token, config.cluster.block_size_tokens,
+                                   config.sim.sample_interval_s or 1.0)
+        self.cluster.sessions.hooks = manager
+        self.cluster.router = WorkflowRouter(self.router, manager)
+        return manager
+
+    def _retention_host(self, hardware: InstanceHardware) -> HostKVTier:
+        """Host DRAM for offloaded workflow KV: the instance's share of the node's, less swap space."""
+        cluster = self.experiment.config.cluster
+        gpus = hardware.group.tp * hardware.group.pp
+        share = hardware.node.host_dram_gib * gpus / hardware.node.gpus_per_node
+        swap = cluster.swap_space_gib_per_gpu * gpus if cluster.preemption == "swap" else 0.0
+        return HostKVTier(max(0.0, share - swap) * 2**30, hardware.host_link)
+
+    def _retention_extra(self) -> dict[str, Any]:
+        return {} if self.retention is None else {"workflow_kv": self.retention.stats.to_summary()}
+
+    def _scaling_extra(self, now: float) -> dict[str, Any]:
+        """Instance-hours and migrations, for runs with a cluster controller (auto-scaling, migration)."""
+        if self.controller is None:
+            return {}
+        pool, records = self.actions.pool, self.actions.migrator.records
+        downtimes = [r.downtime_s for r in records if r.completed]
+        return {"scaling": {"instance_hours": pool.instance_hours(now),
+                            "mean_instances": pool.instance_hours(now) * 3600 / now if now > 0 else None,
+                            "scale_ups": pool.scale_ups, "scale_downs": pool.scale_downs},
+                "migration": {"started": len(records), "completed": len(downtimes),
+                              "aborted": sum(1 for r in records if r.ended_s is not None and not r.completed),
+                              "downtime_s_mean": sum(downtimes) / len(downtimes) if downtimes else None,
+                              "downtime_s_max": max(downtimes) if downtimes else None}}
+
     def _has_workflows(self) -> bool:
         return any(r.kind == "workflow" for r in self.cluster.sessions.records.values())
 
@@ -197,7 +257,9 @@ class Simulation:
     def _events(self) -> EventCounts:
         columns = self.recorder.columns
         return EventCounts(preemptions=sum(columns["num_preemptions"]),
-                           prefix_hit_tokens=sum(columns["prefix_hit_tokens"]))
+                           prefix_hit_tokens=sum(columns["prefix_hit_tokens"]),
+                           kv_transfer_bytes=self.network.bytes_delivered,
+                           migrations=self.actions.migrator.completed)
 
 
 def run_experiment(experiment: Experiment) -> RunResult:
@@ -238,6 +300,8 @@ def write_outputs(result: RunResult, out_dir: Path, with_report: bool = True) ->
         if result.timeseries is not None:
             result.timeseries.to_csv(staging / "timeseries.csv", index=False)
         if with_report:
+            # Imported here: the report pulls in matplotlib (~0.35 s), which a run itself never needs.
+            from simulator.report.markdown import write_report
             write_report(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -135,7 +135,7 @@ def test_a_run_that_fails_while_writing_leaves_no_folder_and_keeps_the_old_one(t
         (Path(folder) / "report.md").write_text("half")
         raise OSError("disk full")
 
-    monkeypatch.setattr("simulator.runner.write_report", broken_report)
+    monkeypatch.setattr("simulator.report.markdown.write_report", broken_report)
     with pytest.raises(OSError, match="disk full"):
         write_outputs(result, out, with_report=True)
     assert (out / "summary.json").read_text() == before and not (out / "report.md").exists()

@@ -3,7 +3,9 @@
 Each case is an experiment mapping; it runs in its own spawned process so its
 peak RSS is its own. Prints one line per case and optionally writes a JSON list
 of ``{"benchmark", "case", "requests", "wall_s", "requests_per_wall_s",
-"steps_per_s", "peak_rss_mb"}``.
+"cpu_s", "requests_per_cpu_s", "steps_per_s", "peak_rss_mb"}``. CPU seconds
+are the process's own, so they stay comparable when other jobs share the
+machine (wall time then grows, CPU time barely).
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ def _child(experiment: dict[str, Any], queue) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
         path.write_text(yaml.safe_dump(experiment))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = Simulation(resolve(validate(experiment, path), path, DEFAULT_CATALOG)).run()
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"requests": result.summary["requests"]["arrived"], "wall_s": wall,
+    queue.put({"requests": result.summary["requests"]["arrived"], "wall_s": wall, "cpu_s": cpu,
                "steps": result.summary["sim"]["steps"], "peak_rss_mb": peak_mb,
                "completed": result.summary["requests"]["completed"]})
 
@@ -64,9 +66,11 @@ def run_case(benchmark: str, case: str, experiment: dict[str, Any]) -> dict[str,
     process.join()
     row = {"benchmark": benchmark, "case": case, "requests": out["requests"], "wall_s": round(out["wall_s"], 3),
            "requests_per_wall_s": round(out["requests"] / out["wall_s"], 1),
+           "cpu_s": round(out["cpu_s"], 3), "requests_per_cpu_s": round(out["requests"] / out["cpu_s"], 1),
            "steps_per_s": round(out["steps"] / out["wall_s"], 1), "peak_rss_mb": round(out["peak_rss_mb"], 1)}
     print(f"{benchmark:22s} {case:14s} {row['requests']:>9,d} req  {row['wall_s']:8.2f} s  "
-          f"{row['requests_per_wall_s']:>10,.0f} req/s  {row['steps_per_s']:>10,.0f} steps/s  "
+          f"{row['requests_per_wall_s']:>10,.0f} req/s  (cpu {row['cpu_s']:.2f} s, "
+          f"{row['requests_per_cpu_s']:,.0f} req/cpu-s)  {row['steps_per_s']:>10,.0f} steps/s  "
           f"{row['peak_rss_mb']:7.0f} MB  ({out['completed']:,d} completed)", flush=True)
     return row
 

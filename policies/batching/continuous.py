@@ -60,7 +60,7 @@ class ContinuousBatching(Policy):
             self._swap_in(state, builder)
 
     def steady_decode(self, state: SchedulerView) -> bool:
-        """After a decode-only step: will the waiting head keep being refused while decoding?"""
+        """After a decode-only step: will every waiting request that could go next keep being refused?"""
         if not state.waiting:
             return True
         if not getattr(self._admission, "decode_invariant", False):
@@ -68,50 +68,78 @@ class ContinuousBatching(Policy):
         batch = len(state.running)
         if batch >= self.max_num_seqs:
             return True
-        head = state.waiting[0]
-        tokens = head.pending_compute_tokens
-        if self.chunked_prefill:
-            if batch >= self.max_batched_tokens:
-                return True
-            tokens = min(tokens, self.max_batched_tokens - batch)
-        # Free memory only shrinks during a decode run, so a KV refusal persists.
-        return state.blocks_to_admit(head, tokens) > state.kv_free_blocks
+        if self.chunked_prefill and batch >= self.max_batched_tokens:
+            return True
+        for request in self._next_candidates(state):
+            tokens = request.pending_compute_tokens - state.cached_prefix_tokens(request)
+            if self._chunks_prompts:
+                tokens = min(tokens, self.max_batched_tokens - batch)
+            # Free memory only shrinks during a decode run, so a KV refusal persists.
+            if state.blocks_to_admit(request, tokens) <= state.kv_free_blocks:
+                return False
+        return True
 
     def on_step_end(self, plan, finished, now_s: float) -> None:
-        if self._admission is not None:
+        # Most steps finish nothing, and pydantic's private attributes are slow to read (~2 us).
+        admission = self._admission if finished else None
+        if admission is not None:
             for request in finished:
-                self._admission.on_finish(request, now_s)
+                admission.on_finish(request, now_s)
 
     # ------------------------------------------------------------------ parts
     def _admit_waiting(self, state: SchedulerView, builder: StepBuilder, chunk: bool) -> int:
-        """Admit waiting requests FCFS; stop at the first that cannot start. Returns how many."""
+        """Admit waiting requests in order; stop at the first that cannot start. Returns how many."""
+        if not state.waiting:
+            return 0
         admitted = 0
+        admission = self._admission  # read once: pydantic's private attributes are slow to read
         # vLLM counts running sequences against max_num_seqs, not only this step's.
         while state.waiting and len(state.running) < self.max_num_seqs:
-            request = state.waiting[0]
+            request = self._next_waiting(state)
             pending = builder.pending_tokens(request)
             if not chunk and pending > self.max_batched_tokens:
                 builder.reject(request, f"{pending} tokens to prefill exceed max_batched_tokens "
                                         f"{self.max_batched_tokens} without chunked prefill")
                 continue
             tokens = min(pending, builder.tokens_left) if chunk else pending
-            if tokens < 1 or not self._admission.admit(request, state, builder):
+            if tokens < 1 or not admission.admit(request, state, builder):
                 break
-            if not builder.add(request, tokens):
+            if not self._may_start(request, pending, state) or not builder.add(request, tokens):
                 break
+            self._admitted(request, pending)
             admitted += 1
         return admitted
+
+    # Hooks for variants that order or gate admissions differently (e.g. fair share).
+    def _next_waiting(self, state: SchedulerView) -> RequestView:
+        """The waiting request to try next: the head of the queue (FCFS)."""
+        return state.waiting[0]
+
+    def _next_candidates(self, state: SchedulerView):
+        """Waiting requests that could be tried next while the batch only decodes."""
+        return (state.waiting[0],)
+
+    @property
+    def _chunks_prompts(self) -> bool:
+        """Whether a prompt may start with only a chunk of its tokens."""
+        return self.chunked_prefill
+
+    def _may_start(self, request: RequestView, pending: int, state: SchedulerView) -> bool:
+        """A last gate before a waiting request is added (``pending``: its tokens after prefix hits)."""
+        return True
+
+    def _admitted(self, request: RequestView, pending: int) -> None:
+        """Called after a waiting request joined the batch."""
 
     def _schedule_running(self, state: SchedulerView, builder: StepBuilder) -> bool:
         """Give running requests their tokens (decodes first); preempt on KV exhaustion."""
         preempted = False
-        ordered = sorted(state.running, key=_decode_first) if self.chunked_prefill else list(state.running)
-        for request in ordered:
-            if request.status is not RequestStatus.RUNNING:
-                continue  # preempted earlier in this step
+        ordered = _decodes_first(state.running) if self.chunked_prefill else list(state.running)
+        # add_running adds requests in order until one is refused; only that one needs more.
+        refused = builder.add_running(ordered)
+        while refused < len(ordered):
+            request = ordered[refused]
             tokens = min(builder.pending_tokens(request), builder.tokens_left)
-            if tokens < 1 or builder.add(request, tokens):
-                continue
             while builder.check(request, tokens) is Refusal.KV_MEMORY:
                 victim = _latest_not_in_step(state, builder)
                 builder.preempt(victim)
@@ -120,6 +148,7 @@ class ContinuousBatching(Policy):
                     break
             if request.status is RequestStatus.RUNNING:
                 builder.add(request, tokens)
+            refused = builder.add_running(ordered, refused + 1)
         return preempted
 
     def _swap_in(self, state: SchedulerView, builder: StepBuilder) -> None:
@@ -130,8 +159,20 @@ class ContinuousBatching(Policy):
             builder.add(request, min(builder.pending_tokens(request), builder.tokens_left))
 
 
-def _decode_first(request: RequestView) -> tuple[int, int]:
-    return (request.pending_compute_tokens > 1, request.admitted_seq)
+def _decodes_first(running: list[RequestView]) -> list[RequestView]:
+    """Running requests sorted by (still prefilling, admission order): decodes first.
+
+    ``running`` is in admission order already, so a stable partition gives that
+    order without a sort (this runs every step, over every running request).
+    """
+    decodes, prefills = [], []
+    for request in running:
+        # pending_compute_tokens > 1, spelled out.
+        if request.prompt_tokens + request.generated_tokens - request.computed_tokens > 1:
+            prefills.append(request)
+        else:
+            decodes.append(request)
+    return decodes + prefills
 
 
 def _latest_not_in_step(state: SchedulerView, builder: StepBuilder) -> RequestView:

@@ -36,6 +36,7 @@ class Cluster:
         self.env, self.router, self.recorder = env, router, recorder
         self.max_context_tokens = max_context_tokens
         self.instances: list[Instance] = []
+        self.pool = None  # auto-scaling states (simulator.engine.scaling); None: every instance routable
         self.active: dict[int, Request] = {}
         self.arrived = 0
         self.arrivals_done = False
@@ -80,8 +81,11 @@ class Cluster:
         self.arrived += 1
         self.active[request.id] = request
         reason = self._never_fits(request)
+        offered = self._able_to_hold(request) if reason is None else ()
+        if reason is None and not offered:
+            reason = "no active instance can hold it (auto-scaling has none running)"
         if reason is None:
-            target = self.router.route(request, self._able_to_hold(request), self.env.now)
+            target = self.router.route(request, offered, self.env.now)
             if target is None:
                 reason = "the router found no instance for it"
             elif not 0 <= target < len(self.instances) or not self._can_hold(target, request):
@@ -94,13 +98,22 @@ class Cluster:
         self.reject(request, reason)
 
     def _able_to_hold(self, request: Request) -> Sequence[Instance]:
-        """Instances whose KV can hold the request at its largest (all of them, usually)."""
+        """Routable instances whose KV can hold the request at its largest (all of them, usually)."""
         need = -(-(request.prompt_tokens + request.max_output_tokens) // self.instances[0].block_size)
         if need <= self._smallest_capacity:
-            return self.instances
-        return [i for i in self.instances if need <= i.kv.total_blocks - i.kv.watermark_blocks]
+            return self._routable(self.instances)
+        return self._routable([i for i in self.instances if need <= i.kv.total_blocks - i.kv.watermark_blocks])
+
+    def _routable(self, instances: Sequence[Instance]) -> Sequence[Instance]:
+        """Leave out instances auto-scaling has not started, is starting or is draining."""
+        pool = self.pool
+        if pool is None or pool.all_active:
+            return instances
+        return [i for i in instances if pool.accepts(i.id)]
 
     def _can_hold(self, target: int, request: Request) -> bool:
+        if self.pool is not None and not self.pool.accepts(target):
+            return False
         instance = self.instances[target]
         need = -(-(request.prompt_tokens + request.max_output_tokens) // instance.block_size)
         return need <= instance.kv.total_blocks - instance.kv.watermark_blocks

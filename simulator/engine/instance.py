@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import simpy
 
 from simulator.engine.departures import Departures, adopt
 from simulator.engine.guards import Guards, resolve_stall
-from simulator.engine.fast_forward import DecodeRun, build_run, commit_run, plan_is_decode_only
+from simulator.engine.fast_forward import DecodeRun, RunLedger, build_run, commit_run, plan_is_decode_only
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
@@ -72,6 +71,7 @@ class Instance:
         self._wake = env.event()
         self._kv_accounted_s = 0.0
         self._decode_run: DecodeRun | None = None
+        self._run_ledger = RunLedger(stats, power.busy_energy_j, kv.total_blocks)  # decode runs' totals
         self.guards = Guards(self)
         self.departures = Departures(self)
         self.on_first_token: Callable[[Request], None] | None = None
@@ -132,6 +132,10 @@ class Instance:
     @property
     def now_s(self) -> float:
         return self.env.now
+
+    def cached_prefix_tokens(self, request: Request) -> int:
+        """Tokens of a waiting request that its prefix-cache hit would skip if admitted now."""
+        return self.kv.prefix_hit_blocks(request) * self.kv.block_size if request.computed_tokens == 0 else 0
 
     def blocks_to_admit(self, request: Request, tokens: int) -> int:
         """Free blocks a waiting request needs to start with ``tokens`` tokens (watermark included)."""
@@ -260,14 +264,15 @@ class Instance:
     def commit_run(self, run: DecodeRun, steps: int) -> None:
         """Commit the first ``steps`` steps of a run (at its end, an interrupt, or the horizon)."""
         self._decode_run = None
-        self._account_run_kv(run, steps)
+        self._run_ledger.add(run, steps, self.kv.used_blocks)
+        self._kv_accounted_s = float(run.ends_s[steps - 1])
         finished = commit_run(run, steps, self.kv, self.gap_histogram)
         for request in finished:
             request.status = RequestStatus.FINISHED
         self.queues.pending_tokens -= len(finished)
         self.queues.remove_finished()
         self._release(finished)
-        self._account_run_work(run, steps)
+        self.stats.steps += steps
         self.guards.progressed()
         if self.setup.check_invariants:
             self.check_invariants(float(run.ends_s[steps - 1]))
@@ -283,25 +288,6 @@ class Instance:
             if steps:
                 self.commit_run(run, steps)
             self._decode_run = None
-
-    def _account_run_kv(self, run: DecodeRun, steps: int) -> None:
-        total = self.kv.total_blocks
-        used = (self.kv.used_blocks + run.blocks_added[:steps]) / total
-        self.stats.kv_usage_integral += float(np.dot(used, run.durations_s[:steps]))
-        self.stats.kv_peak_fraction = max(self.stats.kv_peak_fraction, float(used[-1]))
-        self._kv_accounted_s = float(run.ends_s[steps - 1])
-
-    def _account_run_work(self, run: DecodeRun, steps: int) -> None:
-        stats = self.stats
-        durations = run.durations_s[:steps]
-        # Work is per step (attention grows with context) or one number for every step;
-        # the energy formula broadcasts either against the durations.
-        flops, hbm_bytes = self.cost_model.work(run.shapes_of_first(steps))
-        stats.steps += steps
-        stats.busy_s += float(durations.sum())
-        stats.flops += float(flops.sum()) if isinstance(flops, np.ndarray) else flops * steps
-        stats.hbm_bytes += float(hbm_bytes.sum()) if isinstance(hbm_bytes, np.ndarray) else hbm_bytes * steps
-        stats.energy_j += float(self.power.busy_energy_j(durations, flops, hbm_bytes).sum())
 
     def step_duration_s(self, plan: StepPlan) -> float:
         swap_s = self.host.transfer_time_s(plan.swap_bytes) if self.host is not None else 0.0
@@ -386,6 +372,7 @@ class Instance:
         energy is charged for those only (default: the whole run).
         """
         self.sync(now)
+        self._run_ledger.flush()
         self._account_kv(now)
         provisioned = now if active_s is None else active_s
         self.stats.energy_j += self.power.idle_energy_j(max(0.0, provisioned - self.stats.busy_s))

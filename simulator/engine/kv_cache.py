@@ -12,6 +12,10 @@ A shared block whose reference count drops to zero stays cached (so a later
 request with the same prefix skips its prefill) but is evictable: it counts as
 free and is reclaimed, least recently used first, when an allocation needs it.
 Invariant: ``raw_free + cached + referenced_shared + private_total == total``.
+
+Retention (``simulator.engine.retention``) may *pin* indexed blocks under a
+key (a workflow between two calls): a pin holds a reference like a request
+does, so pinned blocks are neither free nor evictable until unpinned.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class KVCache:
         self.holdings: dict[int, Holding] = {}
         self.private_total = 0
         self._hash_cache: dict[int, tuple[int, ...]] = {}
+        self.pins: dict[object, list[int]] = {}  # retention pins: key -> hashes it references
+        self.pin_refs: dict[int, int] = {}  # hash -> references held by pins
 
     # ----------------------------------------------------------------- queries
     @property
@@ -194,6 +200,84 @@ class KVCache:
         self.private_total -= holding.private
         return holding.blocks
 
+    # ------------------------------------------------------------------ pins
+    def shared_hashes(self, request: Request) -> tuple[int, ...]:
+        """The indexed blocks the request holds, in order."""
+        holding = self.holdings.get(request.id)
+        return tuple(holding.shared) if holding else ()
+
+    def indexed_prefix(self, hashes: tuple[int, ...] | list[int]) -> int:
+        """How many leading ``hashes`` are in the index (held, pinned or cached)."""
+        count = 0
+        for value in hashes:
+            if value not in self.refcount:
+                break
+            count += 1
+        return count
+
+    def pin(self, key: object, hashes: tuple[int, ...] | list[int]) -> int:
+        """Reference the indexed leading ``hashes`` under ``key`` (replacing its old pin); returns how many."""
+        kept = list(hashes[:self.indexed_prefix(hashes)])
+        for value in kept:
+            if self.refcount[value] == 0:
+                del self.cached[value]
+            self.refcount[value] += 1
+            self.pin_refs[value] = self.pin_refs.get(value, 0) + 1
+        self.unpin(key)
+        if kept:
+            self.pins[key] = kept
+        return len(kept)
+
+    def unpin(self, key: object, drop: bool = False) -> int:
+        """Release ``key``'s pin; blocks nobody else holds become cached (LRU), or free with ``drop``."""
+        hashes = self.pins.pop(key, None)
+        if not hashes:
+            return 0
+        for value in reversed(hashes):
+            self.refcount[value] -= 1
+            left = self.pin_refs[value] - 1
+            if left:
+                self.pin_refs[value] = left
+            else:
+                del self.pin_refs[value]
+            if self.refcount[value] == 0:
+                if drop:
+                    del self.refcount[value]
+                    self.raw_free += 1
+                else:
+                    self.cached[value] = None
+        return len(hashes)
+
+    def load_pinned(self, key: object, hashes: tuple[int, ...] | list[int]) -> bool:
+        """Pin ``hashes`` under ``key``, allocating the blocks not indexed (a reload from host).
+
+        False, and no change, when the missing blocks do not fit in free memory.
+        """
+        present = [h for h in hashes if h in self.refcount]
+        reusable = sum(1 for h in present if self.refcount[h] == 0)
+        missing = len(hashes) - len(present)
+        if missing > self.free_blocks - reusable:
+            return False
+        self.pin(key, present)
+        own = self.pins.setdefault(key, [])
+        for value in hashes:
+            if value in self.refcount:
+                continue
+            if self.raw_free:
+                self.raw_free -= 1
+            else:
+                self._evict_one_cached()
+            self.refcount[value] = 1
+            self.pin_refs[value] = self.pin_refs.get(value, 0) + 1
+            own.append(value)
+        if not own:
+            del self.pins[key]
+        return True
+
+    def pin_only_blocks(self) -> int:
+        """Blocks that only pins reference (retained KV that no request in flight holds)."""
+        return sum(1 for value, refs in self.pin_refs.items() if self.refcount[value] == refs)
+
     def _evict_one_cached(self) -> None:
         value, _ = self.cached.popitem(last=False)
         del self.refcount[value]
@@ -208,4 +292,12 @@ class KVCache:
         assert self.raw_free >= 0 and self.private_total >= 0
         assert self.raw_free + len(self.cached) + referenced + self.private_total == self.total_blocks
         assert self.private_total == sum(h.private for h in self.holdings.values())
-        assert referenced == len({h for hold in self.holdings.values() for h in hold.shared})
+        held = {h for hold in self.holdings.values() for h in hold.shared}
+        assert referenced == len(held | set(self.pin_refs))
+        assert all(self.refcount[h] >= refs > 0 for h, refs in self.pin_refs.items())
+        counted: dict[int, int] = {}
+        for hashes in self.pins.values():
+            assert hashes, "an empty pin is removed"
+            for value in hashes:
+                counted[value] = counted.get(value, 0) + 1
+        assert counted == self.pin_refs

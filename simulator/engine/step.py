@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
@@ -29,9 +30,11 @@ class Refusal(enum.Enum):
     KV_MEMORY = "not enough free KV blocks"
 
 
-@dataclass(frozen=True, slots=True)
-class StepPlan:
+class StepPlan(NamedTuple):
     """What one step computes: ``(request, new_tokens)`` entries, and what it moved.
+
+    A named tuple (immutable) rather than a frozen dataclass: one is built every
+    step, and a tuple is several times cheaper to construct.
 
     Attributes:
         entries: requests in the batch with the tokens each computes this step.
@@ -39,6 +42,9 @@ class StepPlan:
         preempted: requests preempted by recompute while the step was built.
         swapped_out, swapped_in: requests whose KV moved over the host link.
         swap_bytes: bytes those swaps moved (they add to the step's time).
+        rejected: waiting requests refused for good while the step was built.
+        decodes: entries that compute one token of a request that already has a first
+            token (pure decodes); a step of only these may start a fast-forward run.
     """
 
     entries: tuple[tuple[Request, int], ...]
@@ -48,6 +54,7 @@ class StepPlan:
     swapped_in: tuple[Request, ...] = ()
     swap_bytes: float = 0.0
     rejected: tuple[Request, ...] = ()
+    decodes: int = 0
 
     @property
     def is_empty(self) -> bool:
@@ -95,6 +102,7 @@ class StepBuilder:
         self._rejected: list[Request] = []
         self._tokens = self._sampled = self._kv_read = 0
         self._pairs = 0.0
+        self._decodes = 0
 
     # ----------------------------------------------------------------- queries
     def in_batch(self, request: Request) -> bool:
@@ -137,10 +145,13 @@ class StepBuilder:
         if request.status is RequestStatus.RUNNING:
             # Hot path (every decode of every step): the checks of check(), inlined;
             # grow() itself refuses, without change, when memory is short.
+            known = request.prompt_tokens + request.generated_tokens
             if (request.id in self._in_batch or num_tokens < 1 or num_tokens > self.tokens_left
-                    or num_tokens > request.prompt_tokens + request.generated_tokens - cached
-                    or self.seqs_left < 1 or not self.kv.grow(request, cached + num_tokens)):
+                    or num_tokens > known - cached or self.seqs_left < 1
+                    or not self._grow_running(request, cached, num_tokens)):
                 return False
+            if num_tokens == 1 and known - cached == 1 and request.generated_tokens:
+                self._decodes += 1
         else:
             if self.check(request, num_tokens) is not None:
                 return False
@@ -157,6 +168,53 @@ class StepBuilder:
         self._kv_read += cached + num_tokens
         self._sampled += cached + num_tokens == request.prompt_tokens + request.generated_tokens
         return True
+
+    def add_running(self, requests: list[Request], start: int = 0) -> int:
+        """Add ``requests[start:]`` in order, each running one with its pending tokens (clipped
+        to what is left of the token budget); stop at the first that ``add`` refuses.
+
+        The common loop of batch policies in one call. Requests no longer running
+        (preempted while this step was built) and requests with no token to compute
+        within the budget are skipped, as a policy's loop would. Returns the index of
+        the refused request, or ``len(requests)`` when none was refused.
+        """
+        # add()'s running branch, with the builder's fields in locals: this loop runs for
+        # every request of every step, so attribute traffic is most of its cost.
+        running, in_batch, entries = RequestStatus.RUNNING, self._in_batch, self._entries
+        block, grow = self.kv.block_size, self.kv.grow
+        tokens_left, seqs_left = self.tokens_left, self.seqs_left
+        total, pairs, kv_read, sampled, decodes = self._tokens, self._pairs, self._kv_read, self._sampled, self._decodes
+        for index in range(start, len(requests)):
+            request = requests[index]
+            if request.status is not running:
+                continue
+            cached = request.computed_tokens
+            known = request.prompt_tokens + request.generated_tokens
+            pending = known - cached
+            num_tokens = pending if pending < tokens_left else tokens_left
+            if num_tokens < 1:
+                continue
+            if request.id in in_batch or seqs_left < 1:
+                break
+            # _grow_running, inlined: only a request that crosses into a new block calls the cache.
+            if not (cached and (cached - 1) // block == (cached + num_tokens - 1) // block or
+                    grow(request, cached + num_tokens)):
+                break
+            if num_tokens == 1 and pending == 1 and request.generated_tokens:
+                decodes += 1
+            entries.append((request, num_tokens))
+            in_batch.add(request.id)
+            tokens_left -= num_tokens
+            seqs_left -= 1
+            total += num_tokens
+            pairs += num_tokens * cached + num_tokens * (num_tokens + 1) / 2
+            kv_read += cached + num_tokens
+            sampled += cached + num_tokens == known
+        else:
+            index = len(requests)
+        self.tokens_left, self.seqs_left = tokens_left, seqs_left
+        self._tokens, self._pairs, self._kv_read, self._sampled, self._decodes = total, pairs, kv_read, sampled, decodes
+        return index
 
     def preempt(self, request: Request) -> None:
         """Take a running request off the GPU: swap its KV out if possible, else drop it.
@@ -210,9 +268,20 @@ class StepBuilder:
         shape = StepShape(self._tokens, len(self._entries), self._sampled, self._pairs, self._kv_read)
         return StepPlan(tuple(self._entries), shape, tuple(self._preempted),
                         tuple(self._swapped_out), tuple(self._swapped_in), self._swap_bytes,
-                        tuple(self._rejected))
+                        tuple(self._rejected), self._decodes)
 
     # --------------------------------------------------------------- helpers
+    def _grow_running(self, request: Request, cached: int, num_tokens: int) -> bool:
+        """Blocks for ``num_tokens`` more tokens of a running request; False if memory is short.
+
+        A running request holds blocks for its computed tokens (an invariant the
+        guards check), so tokens that stay in its last block need no call to the cache.
+        """
+        block = self.kv.block_size
+        if cached and (cached - 1) // block == (cached + num_tokens - 1) // block:
+            return True
+        return self.kv.grow(request, cached + num_tokens)
+
     def _admit(self, request: Request) -> None:
         if request.computed_tokens == 0:
             hit = self.kv.prefix_hit_blocks(request)

@@ -19,6 +19,10 @@ from simulator.engine.request import Request, RequestSpec, RequestStatus
 from simulator.engine.session import SessionSpec
 
 
+def context_block_hash(session_id: str, index: int) -> int:
+    """Identity of block ``index`` of a session's carried context (its calls share these)."""
+    return hash((hash(("session", session_id)), index))
+
 
 @dataclass(slots=True)
 class SessionRecord:
@@ -51,6 +55,8 @@ class SessionRunner:
         self.block_size, self.on_close = block_size, on_close
         self.records: dict[str, SessionRecord] = {}
         self.open = 0
+        # Workflow KV retention (simulator.engine.retention.RetentionManager); None: none.
+        self.hooks = None
 
     def start(self, spec: SessionSpec) -> None:
         if spec.session_id in self.records:
@@ -59,17 +65,22 @@ class SessionRunner:
             spec.session_id, spec.kind, spec.agent_type, spec.tenant, spec.arrival_s, None,
             len(spec.calls), 0, "unfinished")
         self.open += 1
+        if self.hooks is not None:
+            self.hooks.session_started(spec)
         self.env.process(self._run(spec))
 
     def _run(self, spec: SessionSpec):
         record = self.records[spec.session_id]
         context = 0
-        key = hash(("session", spec.session_id))
         for index, call in enumerate(spec.calls):
             if index and call.wait_before_s > 0:
                 yield self.env.timeout(call.wait_before_s)
+            if self.hooks is not None:
+                yield from self.hooks.before_call(spec.session_id, index)  # e.g. reload offloaded KV
             prompt = context + call.new_prompt_tokens if spec.carries_context else call.new_prompt_tokens
-            request = yield from self._call(spec, call.output_tokens, prompt, key)
+            request = yield from self._call(spec, call.output_tokens, prompt)
+            if self.hooks is not None:
+                self.hooks.call_ended(spec.session_id, request)
             if request.status is not RequestStatus.FINISHED:
                 record.status = "failed"
                 break
@@ -79,14 +90,16 @@ class SessionRunner:
         else:
             record.status = "completed"
         record.end_s = self.env.now
+        if self.hooks is not None:
+            self.hooks.session_ended(spec.session_id)
         self.open -= 1
         self.on_close()
 
-    def _call(self, spec: SessionSpec, output_tokens: int, prompt: int, key: int):
+    def _call(self, spec: SessionSpec, output_tokens: int, prompt: int):
         hashes: tuple[int, ...] = ()
         if spec.carries_context:
             blocks = (prompt + output_tokens) // self.block_size
-            hashes = tuple(hash((key, j)) for j in range(blocks))
+            hashes = tuple(context_block_hash(spec.session_id, j) for j in range(blocks))
         while True:
             request_spec = RequestSpec(self.env.now, prompt, output_tokens, None, hashes, self.block_size,
                                        spec.session_id, spec.tenant, spec.priority, spec.slo_class)

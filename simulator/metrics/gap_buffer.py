@@ -29,6 +29,12 @@ class GapBuffer:
         if len(self._values) >= FLUSH_AT:
             self._flush_values()
 
+    def extend(self, values: list[float]) -> None:
+        """Add several gaps at once (one per request of a decode run)."""
+        self._values.extend(values)
+        if len(self._values) >= FLUSH_AT:
+            self._flush_values()
+
     def add_repeated_each(self, values: np.ndarray, count: int) -> None:
         """Every value of ``values`` occurs ``count`` times (a decode run's step gaps)."""
         self._arrays.append((values, count))

@@ -85,7 +85,8 @@ class LogHistogram:
         zero = values == 0.0
         self._zeros += int(counts[zero].sum())
         self._add_positive(values[~zero], counts[~zero])
-        self._sum += float(np.dot(values, counts.astype(np.float64)))
+        # Not np.dot: on long vectors BLAS starts threads that then spin on the other cores.
+        self._sum += float(np.sum(values * counts))
         self._min = min(self._min, float(values.min()))
         self._max = max(self._max, float(values.max()))
 

@@ -31,6 +31,8 @@ class InstanceStats:
     # Time-weighted KV usage: integral of used/total blocks over time, and the peak.
     kv_usage_integral: float = 0.0
     kv_peak_fraction: float = 0.0
+    # Seconds the instance was provisioned, when auto-scaling started or drained instances (None: the whole run).
+    active_s: float | None = None
 
 
 @dataclass(slots=True)

@@ -253,8 +253,9 @@ def _utilization(stats: RunStats) -> dict[str, float | None]:
 
 def _energy_and_cost(stats: RunStats, output_tokens: float) -> dict[str, dict]:
     joules = sum(i.energy_j for i in stats.instances)
-    usd_per_s = sum(i.gpu_count * i.usd_per_hour_per_gpu for i in stats.instances) / 3600
-    usd = usd_per_s * stats.simulated_s
+    # An auto-scaled instance is paid for while provisioned only (``active_s``).
+    usd = sum(i.gpu_count * i.usd_per_hour_per_gpu / 3600 * (stats.simulated_s if i.active_s is None else i.active_s)
+              for i in stats.instances)
     per_million = _ratio(usd * 1e6, output_tokens)
     return {"energy": {"joules": joules, "joules_per_output_token": _ratio(joules, output_tokens)},
             "cost": {"usd": usd, "usd_per_million_output_tokens": per_million}}

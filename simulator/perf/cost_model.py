@@ -57,6 +57,12 @@ class HostOverhead:
         if not (self.per_prefill_step_s or self.per_prefill_token_s):
             return base
         extra = shape.num_tokens - shape.num_seqs  # tokens beyond one per sequence: prefill work
+        if not isinstance(extra, np.ndarray):
+            # One step (the hot path): plain float operations, the same values as the array form.
+            if extra <= 0:
+                return base
+            return base + (self.per_prefill_step_s + self.per_prefill_token_s *
+                           max(extra - self.prefill_knee_tokens, 0.0))
         beyond = np.maximum(extra - self.prefill_knee_tokens, 0.0)
         return base + (extra > 0) * (self.per_prefill_step_s + self.per_prefill_token_s * beyond)
 
@@ -64,42 +70,116 @@ class HostOverhead:
 class InstanceCostModel:
     """Roofline GPU time plus host overhead: the cost model of an instance.
 
-    The dense part of a step (everything but attention, plus the host
-    overhead) depends only on the token, sequence and sample counts, which
-    repeat step after step; it is memoised per count triple.
+    The dense part of a step (everything but attention) depends only on the
+    token and sample counts; it is memoised per pair. Decode batch sizes repeat
+    step after step, and so do prefill token counts (a prompt's length, or the
+    token budget when prompts are chunked), so both mostly hit the memo.
     """
+
+    # Bounds the memo (an entry is a few hundred bytes); counts beyond it are computed each time.
+    MAX_MEMO = 1 << 15
+    # Decode-step costs are memoised in blocks of this many context tokens per batch size;
+    # at most MAX_DECODE_BLOCKS blocks (3 x 1024 floats each: 12 MiB in all) are kept.
+    DECODE_BLOCK = 1024
+    MAX_DECODE_BLOCKS = 512
 
     def __init__(self, roofline: Roofline, host: HostOverhead) -> None:
         self.roofline = roofline
         self.host = host
-        self._dense: dict[tuple[Any, Any, Any], tuple[Any, Any, Any]] = {}
+        self._dense: dict[tuple[Any, Any], tuple[Any, Any, Any]] = {}
+        self._decode_blocks: dict[tuple[int, int], np.ndarray] = {}
+        self._last_work: tuple[StepShape | None, tuple[Any, Any]] = (None, (0.0, 0.0))
 
     def _dense_part(self, shape: StepShape) -> tuple[Any, Any, Any]:
-        """(seconds incl. host overhead, FLOPs, bytes) of the dense part, cached by counts."""
-        key = (shape.num_tokens, shape.num_seqs, shape.num_sampled)
+        """(seconds incl. host overhead, FLOPs, bytes) of the dense part; the roofline part is memoised."""
+        key = (shape.num_tokens, shape.num_sampled)
         found = self._dense.get(key)
         if found is None:
-            flops, hbm = self.roofline.dense_work(shape.num_tokens, shape.num_sampled)
-            seconds = self.roofline.dense_time_s(shape.num_tokens, shape.num_sampled) + self.host.step_s(shape)
-            found = (seconds, flops, hbm)
-            if len(self._dense) < 4096:  # decode batch sizes repeat; prefill token counts rarely do
+            found = self.roofline.dense_time_and_work(shape.num_tokens, shape.num_sampled)
+            if len(self._dense) < self.MAX_MEMO:
                 self._dense[key] = found
-        return found
+        return found[0] + self.host.step_s(shape), found[1], found[2]
 
     def step_time_s(self, shape: StepShape) -> Any:
         """(dense GPU time + host overhead) + attention: one order for steps and decode runs alike."""
         if isinstance(shape.num_tokens, np.ndarray):
             fixed = self.roofline.dense_time_s(shape.num_tokens, shape.num_sampled) + self.host.step_s(shape)
-        else:
-            fixed = self._dense_part(shape)[0]
-        return fixed + self.roofline.attention_time_s(shape)
+            return fixed + self.roofline.attention_time_s(shape)
+        fixed, flops, hbm = self._dense_part(shape)
+        attention_s, attention_flops, attention_bytes = self.roofline.attention_time_and_work(shape)
+        # The engine asks for the work of the step it just timed: keep it (shapes are immutable).
+        self._last_work = (shape, (flops + attention_flops, hbm + attention_bytes))
+        return fixed + attention_s
 
     def work(self, shape: StepShape) -> tuple[Any, Any]:
         if isinstance(shape.num_tokens, np.ndarray):
             return self.roofline.work(shape)
+        timed, work = self._last_work
+        if timed is shape:
+            return work
         _, flops, hbm = self._dense_part(shape)
         attention_flops, attention_bytes = self.roofline.attention_work(shape)
         return flops + attention_flops, hbm + attention_bytes
+
+    def decode_run(self, batch: int, attention_pairs: float, kv_read_tokens: float,
+                   length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Durations, FLOPs and HBM bytes of ``length`` decode steps of ``batch`` sequences.
+
+        The first step has ``attention_pairs`` and ``kv_read_tokens``; each later
+        step adds one token of context per sequence, so both grow by ``batch``.
+        The arrays may be read-only views of the memo (see ``_decode_block``).
+        """
+        if attention_pairs == kv_read_tokens and float(attention_pairs).is_integer():
+            first, size = int(attention_pairs), self.DECODE_BLOCK
+            last = first + batch * (length - 1)
+            block = first // size
+            if last // size == block:
+                rows = self._decode_block(batch, block)[:, first - block * size:last - block * size + 1:batch]
+                return rows[0], rows[1], rows[2]
+            if last // size == block + 1:  # the run crosses into the next block
+                # The first step in the next block: the first context at or beyond its start.
+                split = first + -(-((block + 1) * size - first) // batch) * batch
+                rows = np.concatenate(
+                    (self._decode_block(batch, block)[:, first - block * size::batch],
+                     self._decode_block(batch, block + 1)[:, split - (block + 1) * size:last - (block + 1) * size + 1:batch]),
+                    axis=1)
+                return rows[0], rows[1], rows[2]
+        growth = batch * np.arange(length, dtype=np.float64)
+        return self._decode_steps(batch, attention_pairs + growth, kv_read_tokens + growth)
+
+    def _decode_block(self, batch: int, block: int) -> np.ndarray:
+        """Durations, FLOPs and bytes (rows) of decode steps of ``batch`` sequences whose
+        total context is each of ``block * DECODE_BLOCK + (0 .. DECODE_BLOCK - 1)`` tokens.
+
+        A decode step's cost depends only on the batch size and the total context
+        (its attention pairs and KV reads, which are equal), and runs of one
+        instance keep revisiting the same few ranges; a run then reads its steps
+        as a strided slice instead of evaluating the roofline (two dozen numpy
+        calls, whose per-call cost dominates for runs of a few dozen steps).
+        The entries are the same elementwise float operations, so the values
+        are those of the step computed alone.
+        """
+        key = (batch, block)
+        table = self._decode_blocks.get(key)
+        if table is None:
+            if len(self._decode_blocks) >= self.MAX_DECODE_BLOCKS:
+                self._decode_blocks.clear()  # bounds memory; refilled on demand
+            contexts = np.arange(block * self.DECODE_BLOCK, (block + 1) * self.DECODE_BLOCK, dtype=np.float64)
+            table = np.array(self._decode_steps(batch, contexts, contexts))
+            table.flags.writeable = False
+            self._decode_blocks[key] = table
+        return table
+
+    def _decode_steps(self, batch: int, attention_pairs: np.ndarray,
+                      kv_read_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Durations, FLOPs and HBM bytes of decode steps of ``batch`` sequences, one per entry
+        of ``attention_pairs`` and ``kv_read_tokens``: ``step_time_s`` and ``work`` of each step
+        (the same float operations), with attention evaluated once for both.
+        """
+        shape = StepShape(batch, batch, batch, attention_pairs, kv_read_tokens)
+        seconds, flops, hbm = self._dense_part(shape)
+        attention_s, attention_flops, attention_bytes = self.roofline.attention_time_and_work(shape)
+        return seconds + attention_s, flops + attention_flops, hbm + attention_bytes
 
     def prefill_time_s(self, prompt_tokens: int) -> float:
         """Step time of a lone prompt computed in one step."""

@@ -151,6 +151,16 @@ class Efficiencies:
             return _at(getattr(self, f"{op_class}_bandwidth"), size)
         return _at(getattr(self, f"{op_class}_memory"), size)
 
+    def of_operator(self, op_class: str, name: str = "") -> tuple[Efficiency, Efficiency]:
+        """The compute and memory efficiencies (constants or curves) that ``compute`` and
+        ``memory`` evaluate for an operator of a layer (gemm, attention or elementwise
+        class); callers that time many operators resolve them once."""
+        memory: Efficiency = getattr(self, f"{op_class}_memory")
+        if self.kernels and op_class == "elementwise":
+            kernel = KERNEL_OF.get(name, name)
+            memory = next((curve for known, curve in self.kernels if known == kernel), memory)
+        return getattr(self, f"{op_class}_compute"), memory
+
     def sustained(self, name: str) -> float:
         """The best efficiency of field ``name`` (a curve's peak), e.g. for power accounting."""
         value = getattr(self, name)

@@ -19,19 +19,21 @@ All arithmetic works on floats or numpy arrays alike (see ``StepShape``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from simulator.hardware import GpuProfile, LinkProfile, ModelSpec
-from simulator.perf.efficiency import Efficiencies
+from simulator.perf.efficiency import Curve, Efficiencies
 from simulator.perf.shape import StepShape
 
 
-@dataclass(frozen=True, slots=True)
-class OperatorCost:
-    """FLOPs and HBM bytes of one named operator on one GPU, and its class."""
+class OperatorCost(NamedTuple):
+    """FLOPs and HBM bytes of one named operator on one GPU, and its class.
+
+    A named tuple rather than a frozen dataclass: a step's timing builds a dozen
+    of them, and a tuple is several times cheaper to construct.
+    """
 
     name: str
     op_class: str
@@ -63,6 +65,8 @@ class Roofline:
         self.peak_flops = gpu.peak_flops(model.dtype)
         self.compute_flops = self.peak_flops * compute_scale
         self.hbm_bytes_per_s = gpu.hbm_bytes_per_s
+        # (op_class, name) -> (compute, memory) efficiency: resolved once, used every step.
+        self._efficiencies: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     # ----------------------------------------------------------- operator sizes
     def layer_operators(self, s: StepShape) -> list[OperatorCost]:
@@ -135,8 +139,18 @@ class Roofline:
 
     # ----------------------------------------------------------------- timing
     def op_time_s(self, op: OperatorCost, maximum: Callable[[Any, Any], Any] = np.maximum) -> Any:
-        compute = op.flops / (self.compute_flops * self.eff.compute(op.op_class, op.flops))
-        memory = op.hbm_bytes / (self.hbm_bytes_per_s * self.eff.memory(op.op_class, op.hbm_bytes, op.name))
+        key = (op.op_class, op.name)
+        resolved = self._efficiencies.get(key)
+        if resolved is None:
+            resolved = self._efficiencies[key] = self.eff.of_operator(op.op_class, op.name)
+        eta_compute, eta_memory = resolved
+        # The same values as self.eff.compute(...) and self.eff.memory(...), without the lookups.
+        if isinstance(eta_compute, Curve):
+            eta_compute = eta_compute(op.flops)
+        if isinstance(eta_memory, Curve):
+            eta_memory = eta_memory(op.hbm_bytes)
+        compute = op.flops / (self.compute_flops * eta_compute)
+        memory = op.hbm_bytes / (self.hbm_bytes_per_s * eta_memory)
         return maximum(compute, memory) + self.eff.kernel_launch_s
 
     def all_reduce_time_s(self, message_bytes: Any) -> Any:
@@ -170,31 +184,53 @@ class Roofline:
         out["attention"] = self.attention_time_s(s)
         return out
 
-    def dense_breakdown_s(self, tokens: Any, sampled: Any) -> dict[str, Any]:
-        """Seconds per operator class for everything but attention (depends on counts only)."""
+    def dense_operators(self, tokens: Any, sampled: Any) -> tuple[list[OperatorCost], list[OperatorCost]]:
+        """A layer's operators but attention, and the per-step operators, for the given counts."""
+        shape = StepShape(tokens, 0, sampled, 0.0, 0)
+        layer = [op for op in self.layer_operators(shape) if op.op_class != "attention"]
+        return layer, self.step_operators(shape)
+
+    def dense_breakdown_s(self, tokens: Any, sampled: Any,
+                          operators: tuple[list[OperatorCost], list[OperatorCost]] | None = None) -> dict[str, Any]:
+        """Seconds per operator class for everything but attention (depends on counts only).
+
+        ``operators``: ``dense_operators(tokens, sampled)`` when the caller has them already.
+        """
         maximum = _maximum_for(tokens)
         layers = self.model.num_layers
-        shape = StepShape(tokens, 0, sampled, 0.0, 0)
+        layer, per_step = operators if operators is not None else self.dense_operators(tokens, sampled)
         out: dict[str, Any] = {"gemm": 0.0, "elementwise": 0.0}
-        for op in self.layer_operators(shape):
-            if op.op_class != "attention":
-                out[op.op_class] = out[op.op_class] + layers * self.op_time_s(op, maximum)
+        for op in layer:
+            out[op.op_class] = out[op.op_class] + layers * self.op_time_s(op, maximum)
         message = tokens * self.model.hidden_size * self.model.dtype_bytes
         out["collective"] = layers * 2 * self.all_reduce_time_s(message)
-        *per_step, head = self.step_operators(shape)
+        *per_step, head = per_step
         for op in per_step:
             out[op.op_class] = out[op.op_class] + self.op_time_s(op, maximum)
         out["lm_head"] = (sampled > 0) * self.op_time_s(head, maximum)
         out["p2p"] = self.pipeline_send_time_s(tokens)
         return out
 
-    def dense_time_s(self, tokens: Any, sampled: Any) -> Any:
-        parts = self.dense_breakdown_s(tokens, sampled)
+    def dense_time_s(self, tokens: Any, sampled: Any,
+                     operators: tuple[list[OperatorCost], list[OperatorCost]] | None = None) -> Any:
+        parts = self.dense_breakdown_s(tokens, sampled, operators)
         return parts["gemm"] + parts["elementwise"] + parts["collective"] + parts["lm_head"] + parts["p2p"]
+
+    def dense_time_and_work(self, tokens: Any, sampled: Any) -> tuple[Any, Any, Any]:
+        """``dense_time_s`` and ``dense_work`` from one construction of the operators."""
+        operators = self.dense_operators(tokens, sampled)
+        return (self.dense_time_s(tokens, sampled, operators),) + self.dense_work(tokens, sampled, operators)
 
     def attention_time_s(self, s: StepShape) -> Any:
         op = self.attention(s)
         return self.model.num_layers * self.op_time_s(op, _maximum_for(op.flops))
+
+    def attention_time_and_work(self, s: StepShape) -> tuple[Any, Any, Any]:
+        """``attention_time_s(s)`` and ``attention_work(s)`` from one evaluation of the operator."""
+        op = self.attention(s)
+        seconds = self.model.num_layers * self.op_time_s(op, _maximum_for(op.flops))
+        scale = self.model.num_layers * self.tp
+        return seconds, op.flops * scale, op.hbm_bytes * scale
 
     def gpu_time_s(self, s: StepShape) -> Any:
         """Time the GPUs are busy for one step of shape ``s`` (no host overhead).
@@ -206,13 +242,13 @@ class Roofline:
         """
         return self.dense_time_s(s.num_tokens, s.num_sampled) + self.attention_time_s(s)
 
-    def dense_work(self, tokens: Any, sampled: Any) -> tuple[Any, Any]:
+    def dense_work(self, tokens: Any, sampled: Any,
+                   operators: tuple[list[OperatorCost], list[OperatorCost]] | None = None) -> tuple[Any, Any]:
         """FLOPs and HBM bytes of everything but attention, summed over all GPUs."""
-        shape = StepShape(tokens, 0, sampled, 0.0, 0)
-        ops = [op for op in self.layer_operators(shape) if op.op_class != "attention"]
+        ops, per_step = operators if operators is not None else self.dense_operators(tokens, sampled)
         flops = sum(op.flops for op in ops) * self.model.num_layers * self.tp
         hbm = sum(op.hbm_bytes for op in ops) * self.model.num_layers * self.tp
-        for op in self.step_operators(shape):
+        for op in per_step:
             flops, hbm = flops + op.flops * self.tp, hbm + op.hbm_bytes * self.tp
         return flops, hbm
 

@@ -9,13 +9,15 @@ a decode run) as well as floats: the cost model only uses arithmetic and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class StepShape:
+class StepShape(NamedTuple):
     """Aggregates of one engine step.
+
+    A named tuple (immutable, compared by value) rather than a frozen dataclass:
+    every step and every decode run builds some, and a tuple is several times
+    cheaper to construct.
 
     Attributes:
         num_tokens: new tokens pushed through the model (prefill chunks plus decodes).

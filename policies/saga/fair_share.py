@@ -1,0 +1,101 @@
+"""Agent Fair Share: continuous batching that admits waiting calls in order of their tenant's service.
+
+SAGA shares each instance among tenants by the service their agents have
+received, so that one tenant's flood of workflows cannot starve another's.
+Reconstructed as a virtual token counter per tenant (as VTC, Sheng et al.,
+OSDI 2024): a tenant's counter grows by ``input_weight`` per prompt token it
+has prefilled (charged when the call is admitted, after its prefix-cache hit)
+and ``output_weight`` per token it generated (charged when the call
+finishes), divided by the tenant's ``weights`` entry (default 1). Waiting
+calls are admitted lowest counter first, first come first served within a
+tenant; a tenant that had nothing running is lifted to the lowest counter of
+those running, so idleness earns no credit. Everything else - step
+composition, chunked prefill, preemption - is ``vllm``'s.
+
+Workflow-atomic (``continuing_first``): a call that continues a workflow
+whose context is cached here goes before any call that would start new
+work, so started tasks finish before new ones take their memory; tenants'
+counters order the calls within each of the two groups.
+
+Workflow-atomic admission (``whole_prompt``): with chunked prefill a call
+is admitted only when KV for its whole prompt fits now, not just its first
+chunk, so a long context never starts, grows into memory other calls need
+and forces their preemption (vLLM checks the first chunk only).
+
+Counters change only at admissions and finishes, never during a decode-only
+stretch, so fast-forward runs stay equal to stepping.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, PrivateAttr
+
+from policies.batching.continuous import ContinuousBatching
+from simulator.policy_api import BATCH_POLICIES, RequestView, SchedulerView, StepBuilder
+
+
+@BATCH_POLICIES.register("afs")
+class AgentFairShare(ContinuousBatching):
+    """``vllm`` continuous batching with waiting calls ordered by tenant virtual token counters."""
+
+    weights: dict[str, float] = Field(default_factory=dict)
+    input_weight: float = Field(default=1.0, ge=0)
+    output_weight: float = Field(default=2.0, ge=0)
+    continuing_first: bool = True
+    whole_prompt: bool = True
+    _served: dict[str, float] = PrivateAttr(default_factory=dict)
+
+    def counter(self, tenant: str) -> float:
+        return self._served.get(tenant, 0.0)
+
+    def _charge(self, tenant: str, tokens: float) -> None:
+        self._served[tenant] = self.counter(tenant) + tokens / self.weights.get(tenant, 1.0)
+
+    def _key(self, state: SchedulerView):
+        """Continuing a workflow whose KV is cached here first, then the lowest tenant counter."""
+        def key(request: RequestView) -> tuple[bool, float]:
+            continuing = request.session_id is not None and state.cached_prefix_tokens(request) > 0
+            return (not continuing and self.continuing_first, self.counter(request.tenant))
+        return key
+
+    def next_admission(self, state: SchedulerView) -> RequestView | None:
+        """The waiting call this policy tries first (the retention mechanism frees memory for it)."""
+        return self._next_waiting(state) if state.waiting else None
+
+    def _lift(self, state: SchedulerView) -> None:
+        running = {r.tenant for r in state.running}
+        if not running:
+            return
+        floor = min(self.counter(t) for t in running)
+        for tenant in {r.tenant for r in state.waiting} - running:
+            if self.counter(tenant) < floor:
+                self._served[tenant] = floor
+
+    def _admit_waiting(self, state: SchedulerView, builder: StepBuilder, chunk: bool) -> int:
+        self._lift(state)
+        return super()._admit_waiting(state, builder, chunk)
+
+    def _next_waiting(self, state: SchedulerView) -> RequestView:
+        # One call at a time: each admission raises its tenant's counter before the next choice;
+        # min() keeps the first of equals, so FCFS within a tenant.
+        return min(state.waiting, key=self._key(state))
+
+    def _next_candidates(self, state: SchedulerView):
+        # The order may change while decoding (a cached workflow's call goes first), so any
+        # waiting call that fits could be next.
+        return state.waiting
+
+    @property
+    def _chunks_prompts(self) -> bool:
+        return self.chunked_prefill and not self.whole_prompt
+
+    def _may_start(self, request: RequestView, pending: int, state: SchedulerView) -> bool:
+        return not self.whole_prompt or state.blocks_to_admit(request, pending) <= state.kv_free_blocks
+
+    def _admitted(self, request: RequestView, pending: int) -> None:
+        self._charge(request.tenant, self.input_weight * pending)
+
+    def on_step_end(self, plan, finished, now_s: float) -> None:
+        for request in finished:
+            self._charge(request.tenant, self.output_weight * request.generated_tokens)
+        super().on_step_end(plan, finished, now_s)
