@@ -91,3 +91,37 @@ def test_adopting_without_kv_for_computed_tokens_is_refused(tmp_path: Path) -> N
     result = simulation.run()
     assert errors and "without KV" in errors[0]
     assert result.requests.iloc[0]["status"] == "finished"
+
+
+def test_a_swapped_request_departs_to_be_recomputed_and_the_source_keeps_exact_counts(tmp_path: Path) -> None:
+    from conftest import build_experiment, memory_utilization, uniform
+
+    model = "llama-3.1-8b"
+    experiment = build_experiment(
+        tmp_path, model=model,
+        cluster={"node": "dgx-h100", "gpu_memory_utilization": memory_utilization(model, "h100-sxm", 200),
+                 "preemption": "swap", "instances": [{"count": 2, "gpu": "h100-sxm", "tp": 1}]},
+        workload={"generator": {"arrivals": {"process": "poisson", "rate_per_s": 200.0},
+                                "lengths": {"prompt": uniform(200, 600), "output": uniform(100, 300)}},
+                  "num_requests": 30},
+        router={"name": "round_robin"}, seed=1, sim={"sample_interval_s": None})
+    simulation = Simulation(experiment)
+    env, (source, _) = simulation.env, simulation.cluster.instances
+    moved: list = []
+
+    def stealer():
+        while not moved:
+            yield env.timeout(0.001)
+            if source.queues.swapped:
+                request = source.queues.swapped[0]
+                assert (yield simulation.actions.depart(request))
+                assert request.computed_tokens == 0 and request.recomputed_tokens > 0
+                queued = (*source.queues.waiting, *source.queues.running, *source.queues.swapped)
+                assert source.queues.pending_tokens == sum(r.pending_compute_tokens for r in queued)
+                simulation.actions.adopt(1, request)
+                moved.append(request)
+
+    env.process(stealer())
+    result = simulation.run()
+    assert moved, "the scenario must swap a request out"
+    assert (result.requests["status"] == "finished").all()

@@ -131,3 +131,24 @@ def test_fast_forward_gives_the_same_results_with_hand_offs(tmp_path: Path) -> N
     _, fast = run(pressured(tmp_path / "ff", fast_forward=True))
     _, stepped = run(pressured(tmp_path / "step", fast_forward=False))
     pd.testing.assert_frame_equal(fast, stepped, rtol=1e-9)
+
+
+def test_a_waiting_request_waits_for_kv_held_by_requests_in_transit_instead_of_being_rejected(
+        tmp_path: Path) -> None:
+    # Six 2000-token prompts at once on 300-block machines: hand-offs hold KV on both sides while
+    # the queue waits. That memory frees itself, so no request may be rejected as never admissible.
+    model = "llama-3.1-8b"
+    experiment = build_experiment(
+        tmp_path, model=model,
+        cluster={"node": "dgx-h100", "gpu_memory_utilization": memory_utilization(model, "h100-sxm", 300),
+                 "instances": [{"count": 1, "gpu": "h100-sxm", "tp": 1, "tag": "prompt"},
+                               {"count": 1, "gpu": "h100-sxm", "tp": 1, "tag": "token"}]},
+        workload=trace_workload(tmp_path, [(0.0, 2000, 10)] * 6),
+        router={"name": "splitwise", "kv_transfer": "serialized"}, batching={"name": "splitwise"},
+        sim={"sample_interval_s": None})
+    simulation = Simulation(experiment)
+    result = simulation.run()
+    assert (result.requests["status"] == "finished").all(), result.requests["reject_reason"].tolist()
+    for instance in simulation.cluster.instances:
+        instance.kv.check()
+        assert instance.kv.used_blocks == 0

@@ -64,6 +64,8 @@ class Departures:
 
     def _take_out(self, request: Request) -> None:
         queues = self.instance.queues
+        # Before _bring_back_from_host resets computed tokens: the queue counted them as computed.
+        queues.pending_tokens -= request.pending_compute_tokens
         if request.status is RequestStatus.RUNNING:
             queues.running.remove(request)
         elif request.status is RequestStatus.SWAPPED:
@@ -71,7 +73,6 @@ class Departures:
             self._bring_back_from_host(request)
         else:
             queues.waiting.remove(request)
-        queues.pending_tokens -= request.pending_compute_tokens
         request.status = RequestStatus.TRANSFERRING
         request.instance_id = None
 
@@ -97,6 +98,10 @@ def adopt(instance: Instance, request: Request) -> None:
         raise SimulationError(f"request {request.id} is {request.status.value}, not in transfer")
     kv = instance.kv
     if request.computed_tokens == 0:
+        if kv.blocks_held(request):
+            # A waiting request holds no KV (its admission allocates it, prefix hits first).
+            raise SimulationError(f"request {request.id} adopted by instance {instance.id} with KV "
+                                  f"reserved but no computed tokens; reserve nothing for it")
         instance.enqueue(request)
         return
     if kv.blocks_held(request) < kv.blocks_for_tokens(request.computed_tokens):

@@ -66,12 +66,15 @@ class Guards:
         self.last_commit_s = now
 
 
-def resolve_stall(instance: Instance) -> None:
-    """The policy scheduled nothing although work is queued: make progress or fail loudly.
+def resolve_stall(instance: Instance) -> bool:
+    """The policy scheduled nothing although work is queued: make progress, wait, or fail loudly.
 
-    With nothing running, nothing will free memory, so the head of the queue
-    can never be admitted as things stand: it is rejected with the reason (a
-    swapped request is first turned back into a recompute). With requests
+    With nothing running, only requests moving in or out of the instance (a
+    hand-off or migration whose KV is still here, or reserved for one on its
+    way) can free memory: then the instance waits for them (returns False; the
+    move wakes it). Otherwise the head of the queue can never be admitted as
+    things stand: it is rejected with the reason (a swapped request is first
+    turned back into a recompute), and True is returned. With requests
     running, an empty step is a policy bug.
     """
     queues, kv = instance.queues, instance.kv
@@ -79,9 +82,11 @@ def resolve_stall(instance: Instance) -> None:
         raise SimulationError(
             f"instance {instance.id}: batch policy {type(instance.batch_policy).__name__} scheduled "
             f"nothing while {len(queues.running)} requests are running (first: request {queues.running[0].id})")
+    if kv_held_in_transit(instance):
+        return False
     if queues.swapped:
         _recompute_swapped(instance, queues.swapped[0])
-        return
+        return True
     request = queues.waiting[0]
     need = kv.blocks_for_tokens(request.known_tokens)
     request.reject_reason = (
@@ -91,6 +96,16 @@ def resolve_stall(instance: Instance) -> None:
     queues.drop_waiting(request)
     request.status = RequestStatus.REJECTED
     instance.on_done(request)
+    return True
+
+
+def kv_held_in_transit(instance: Instance) -> bool:
+    """Whether KV blocks here belong to requests in none of the instance's queues (moving in or out)."""
+    holders = instance.kv.holdings
+    if not holders:
+        return False
+    queued = {r.id for r in (*instance.queues.waiting, *instance.queues.swapped)}
+    return any(holding.blocks and request_id not in queued for request_id, holding in holders.items())
 
 
 def _recompute_swapped(instance: Instance, request: Request) -> None:

@@ -171,7 +171,7 @@ class Instance:
         """
         if self.queues.has_work():
             self._kv_actions.append(action)
-            self.interrupt_run()
+            self.wake()  # cuts a fast-forward run short, or wakes a loop waiting out a stall
             return
         self._account_kv(self.env.now)
         action()
@@ -211,8 +211,10 @@ class Instance:
             self._account_kv(self.env.now)
             plan = self.plan_step()
             if plan.is_empty:
-                if not plan.rejected:
-                    self._resolve_stall()
+                if not plan.rejected and not self._resolve_stall():
+                    # Memory held by a request moving in or out frees itself; its move wakes us.
+                    self._wake = self.env.event()
+                    yield self._wake
                 continue
             start = self.env.now
             run = self._plan_run(plan, start)
@@ -382,5 +384,5 @@ class Instance:
         """Raise SimulationError if KV accounting, request counters or time are inconsistent."""
         self.guards.check(now)
 
-    def _resolve_stall(self) -> None:
-        resolve_stall(self)
+    def _resolve_stall(self) -> bool:
+        return resolve_stall(self)
