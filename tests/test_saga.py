@@ -123,3 +123,35 @@ def test_bad_workflow_policies_are_one_line_config_errors(tmp_path: Path, polici
 
     with pytest.raises(ConfigError, match=message):
         build_experiment(tmp_path, policies=policies)
+
+
+# ------------------------------------------------ found by review, kept as regressions
+FAST = Path(__file__).resolve().parents[1] / "experiments" / "papers" / "saga" / "fast.yaml"
+STRESS = ["cluster.gpu_memory_utilization=0.26", "workload.sources.0.duration_s=60",
+          "workload.sources.1.duration_s=60", "workload.sources.2.duration_s=60",
+          "workload.sources.0.sessions.arrivals.rate_per_s=0.4"]
+
+
+def test_a_call_that_ends_away_from_its_workflows_pin_releases_it_there() -> None:
+    # Llumnix migrates calls off the instance that pins their workflow's KV.
+    simulation = Simulation(load_experiment(FAST, ["policies.controller={name: llumnix}",
+                                                   "cluster.gpu_memory_utilization=0.26"]))
+    result = simulation.run()
+    assert result.summary["events"]["migrations"] > 0
+    retention = simulation.retention
+    assert not any(retention.pinned.values()), "a pin outlived its workflow"
+    assert all(host.used_bytes == 0 for host in retention.hosts.values())
+    for instance in simulation.cluster.instances:
+        instance.kv.check()
+        assert not instance.kv.pins
+
+
+def test_fair_share_lifts_counters_before_the_head_is_chosen_so_fast_forward_equals_stepping() -> None:
+    # Under this load, choosing the head before the lift made stepping evict a pin ~10 ms earlier.
+    override = "policies.batching.whole_prompt=false"
+    frames = [Simulation(load_experiment(FAST, [*STRESS, override, f"sim.fast_forward={ff}"])).run().requests
+              for ff in ("true", "false")]
+    fast, stepped = (f.sort_values("request_id").reset_index(drop=True) for f in frames)
+    assert fast["status"].tolist() == stepped["status"].tolist()
+    for column in ("arrival_s", "first_token_s", "finish_s"):
+        assert fast[column].fillna(-1).to_numpy() == pytest.approx(stepped[column].fillna(-1).to_numpy(), rel=1e-9)

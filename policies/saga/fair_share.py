@@ -60,7 +60,12 @@ class AgentFairShare(ContinuousBatching):
 
     def next_admission(self, state: SchedulerView) -> RequestView | None:
         """The waiting call this policy tries first (the retention mechanism frees memory for it)."""
-        return self._next_waiting(state) if state.waiting else None
+        if not state.waiting:
+            return None
+        # Lift first, as schedule() will: the head must not change between this question and the
+        # step with no event in between (fast-forward relies on it).
+        self._lift(state)
+        return self._next_waiting(state)
 
     def _lift(self, state: SchedulerView) -> None:
         running = {r.tenant for r in state.running}

@@ -22,8 +22,13 @@ from policies.saga.workflow import SagaWorkflow
 from simulator.policy_api import EVICTION_POLICIES, WORKFLOW_POLICIES, Policy, RequestView, WorkflowView
 
 
-def next_use_s(workflow: WorkflowView) -> float:
-    """When the workflow's next call will be released (infinity when there is none)."""
+def next_use_s(workflow: WorkflowView, now_s: float) -> float:
+    """When the workflow's KV is next used: now if a call of it waits, else its next call's release.
+
+    (``next_wait_s`` already describes the call after one that has been released.)
+    """
+    if workflow.active is not None or workflow.releasing:
+        return now_s
     wait = workflow.next_wait_s
     return math.inf if wait is None else workflow.last_end_s + wait
 
@@ -60,8 +65,8 @@ class BeladyEviction(Policy):
     def order(self, candidates: Sequence[WorkflowView], now_s: float, head: RequestView | None = None,
               head_workflow: WorkflowView | None = None) -> list[WorkflowView]:
         if self.protect_started and is_new_work(head, head_workflow):
-            candidates = [w for w in candidates if w.next_wait_s is None]
-        return sorted(candidates, key=lambda w: (-next_use_s(w), w.session_id))
+            candidates = [w for w in candidates if w.next_wait_s is None and w.active is None]
+        return sorted(candidates, key=lambda w: (-next_use_s(w, now_s), w.session_id))
 
     def action(self, workflow: WorkflowView, now_s: float) -> str:
         if workflow.next_wait_s is not None and workflow.context_tokens >= self.min_offload_tokens:

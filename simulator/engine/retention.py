@@ -134,6 +134,10 @@ class RetentionManager:
         workflow.context_tokens = request.prompt_tokens + request.generated_tokens
         workflow.context_hashes = instance.kv.hashes(request)
         workflow.last_end_s = self.env.now
+        if workflow.instance_id is not None and workflow.instance_id != instance.id:
+            # The call ended away from what the workflow retains (it was migrated or handed off):
+            # release that where it lives before the workflow's home moves here.
+            self._let_go(workflow)
         workflow.instance_id = instance.id
         ttl_s = self.policy.on_call_end(workflow, self.env.now)
         self._forget(workflow)  # the old pin (if any) is replaced by the new one, or released
