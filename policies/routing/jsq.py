@@ -22,8 +22,14 @@ class JoinShortestQueue(Policy):
     load: LoadMetric = "requests"
 
     def route(self, request: RequestView, instances: Sequence[InstanceView], now_s: float) -> int:
-        best = min(instances, key=lambda inst: (instance_load(inst, self.load), inst.id))
-        return best.id
+        # One (load, id) tuple per instance, compared in C: this runs for every arrival over
+        # every instance, where a key function's call per instance was most of routing's cost.
+        metric = self.load
+        if metric == "tokens":
+            return min([(inst.pending_tokens, inst.id) for inst in instances])[1]
+        if metric == "requests":
+            return min([(inst.num_requests, inst.id) for inst in instances])[1]
+        return min([(instance_load(inst, metric), inst.id) for inst in instances])[1]
 
 
 @ROUTERS.register("power_of_two")

@@ -272,7 +272,8 @@ class Instance:
         for request in finished:
             request.status = RequestStatus.FINISHED
         self.queues.pending_tokens -= len(finished)
-        self.queues.remove_finished()
+        if finished:
+            self.queues.remove_finished()
         self._release(finished)
         self.stats.steps += steps
         self.guards.progressed()
@@ -300,10 +301,32 @@ class Instance:
         self._account_kv(end)
         # The span of the step being committed, for first-token hooks (layer-wise KV hand-off).
         self.committing_step_s = (start, end)
-        finished = []
+        finished: list[Request] = []
+        gaps: list[float] = []
+        queues = self.queues
         for request, tokens in plan.entries:
-            self._advance(request, tokens, start, end, finished)
-        self.queues.remove_finished()
+            # Most entries are decodes (one token of a request past its first): _advance's
+            # decode branch, inlined, as this loop runs for every request of every mixed step.
+            if (tokens == 1 and request.first_token_s is not None
+                    and request.computed_tokens + 1 == request.prompt_tokens + request.generated_tokens):
+                request.computed_tokens += 1
+                request.generated_tokens += 1
+                gap = end - request.last_token_s
+                gaps.append(gap)
+                if gap > request.max_token_gap_s:
+                    request.max_token_gap_s = gap
+                request.last_token_s = end
+                if request.generated_tokens >= request.output_tokens:
+                    request.status = RequestStatus.FINISHED
+                    request.finish_s = end
+                    finished.append(request)
+                    queues.pending_tokens -= 1
+            else:
+                self._advance(request, tokens, start, end, finished, gaps)
+        if gaps:
+            self.gap_histogram.extend(gaps)
+        if finished:
+            queues.remove_finished()
         self._release(finished)
         self._account_step(plan, start, end)
         if self.setup.check_invariants:
@@ -322,7 +345,8 @@ class Instance:
             self.on_done(request)
 
     def _advance(self, request: Request, tokens: int, start: float, end: float,
-                 finished: list[Request]) -> None:
+                 finished: list[Request], gaps: list[float]) -> None:
+        """Apply one entry of a committed step: tokens computed, a token sampled, a finish."""
         if request.first_scheduled_s is None:
             request.first_scheduled_s = start
         request.computed_tokens += tokens
@@ -338,7 +362,7 @@ class Instance:
                 self.on_first_token(request)
         else:
             gap = end - request.last_token_s
-            self.gap_histogram.add(gap)
+            gaps.append(gap)
             if gap > request.max_token_gap_s:
                 request.max_token_gap_s = gap
         request.last_token_s = end
