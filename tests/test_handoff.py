@@ -19,6 +19,7 @@ import pytest
 
 from conftest import build_experiment, memory_utilization, trace_workload, uniform
 from simulator.engine.handoff import exposed_transfer_s
+from simulator.errors import SimulationError
 from simulator.hardware import DEFAULT_CATALOG
 from simulator.runner import Simulation
 
@@ -95,6 +96,27 @@ def test_two_transfers_into_one_token_machine_share_its_link(tmp_path: Path) -> 
     decode_two = token_machine.cost_model.decode_time_s(2, PROMPT)
     gaps = split["last_token_s"] - split["first_token_s"]
     assert list(gaps) == [pytest.approx(LINK.latency_s + 2 * transfer_s(PROMPT) + decode_two, rel=1e-9)] * 2
+
+
+def test_a_request_moves_by_one_hand_off_at_a_time(tmp_path: Path) -> None:
+    rows = [(0.0, PROMPT, 4)]
+    simulation = Simulation(split_cluster(tmp_path, rows, tokens=2))
+    actions, handoffs = simulation.actions, simulation.actions.handoffs
+    start, refused = handoffs.start, []
+
+    def start_and_try_again(request, destination, transfer="layerwise"):
+        handoff = start(request, destination, transfer)
+        other = 3 - destination  # the other token machine
+        for second_move in (lambda: actions.hand_off(request, other), lambda: actions.migrate(request, other)):
+            with pytest.raises(SimulationError, match="being handed off"):
+                second_move()
+            refused.append(request.id)
+        return handoff
+
+    handoffs.start = start_and_try_again
+    result = simulation.run()
+    assert refused == [0, 0] and not handoffs.in_flight
+    assert result.requests.at[0, "status"] == "finished" and handoffs.stats.transferred == 1
 
 
 def pressured(directory: Path, fast_forward: bool = True, preemption: str = "recompute"):

@@ -224,3 +224,25 @@ def test_a_destination_drained_during_the_final_copy_sends_the_request_back(tmp_
     # It stood still while its cache was being copied, so it finishes later than unmoved.
     assert row["finish_s"] > alone.requests.iloc[0]["finish_s"] + 0.5
     assert_clean(simulation)
+
+
+def test_a_partly_filled_block_is_copied_again_by_the_next_stage(tmp_path: Path) -> None:
+    # 500 prompt tokens leave the last 16-token block partly filled; it goes on filling while
+    # the request decodes during pre-copy, so each later stage sends it again. Every block the
+    # request arrives with is sent at least once, and at most one block a stage twice.
+    simulation = Simulation(two_a10s(tmp_path, [(0.0, 500, 200)]))
+    env, found = simulation.env, []
+
+    def mover():
+        yield env.timeout(2.0)
+        request = simulation.cluster.active[0]
+        record = yield simulation.actions.migrate(request, 1)
+        found.append((record, request.computed_tokens))  # adopted just now: nothing computed since
+
+    env.process(mover())
+    simulation.run()
+    ((record, moved_tokens),) = found
+    assert record.completed and record.stages >= 2, record
+    final_blocks = -(-moved_tokens // simulation.cluster.instances[1].kv.block_size)
+    assert final_blocks < record.blocks_copied <= final_blocks + record.stages - 1
+    assert_clean(simulation)

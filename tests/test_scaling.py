@@ -93,3 +93,14 @@ def test_static_runs_keep_the_whole_run_cost(tmp_path: Path) -> None:
     end = result.summary["sim"]["simulated_s"]
     assert result.summary["scaling"]["instance_hours"] == pytest.approx(3 * end / 3600)
     assert result.summary["cost"]["usd"] == pytest.approx(3 * 0.75 * end / 3600)
+
+
+def test_a_retired_instance_loses_its_prefix_cache(tmp_path: Path) -> None:
+    simulation = Simulation(three_instances(tmp_path, [(0.0, 100, 10)]))
+    kv = simulation.cluster.instances[2].kv
+    kv.load_pinned("earlier", (11, 12, 13))
+    kv.unpin("earlier")  # the blocks stay indexed, evictable: what a finished request leaves behind
+    assert kv.indexed_prefix((11, 12, 13)) == 3
+    simulation.actions.drain_instance(2)  # empty: switched off at once
+    assert kv.indexed_prefix((11, 12, 13)) == 0 and kv.free_blocks == kv.total_blocks
+    kv.check()

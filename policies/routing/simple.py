@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from typing import Iterator, Sequence
 
 from pydantic import PrivateAttr
 
@@ -13,12 +14,12 @@ from simulator.policy_api import ROUTERS, InstanceView, Policy, PolicyContext, R
 class RoundRobinRouter(Policy):
     """Sends the i-th arrival to instance ``i mod n``."""
 
-    _next: int = PrivateAttr(0)
+    # A counter object read once per arrival: pydantic's private attributes cost ~1.5 us a read
+    # and as much a write, which was half of routing's cost.
+    _arrivals: Iterator[int] = PrivateAttr(default_factory=itertools.count)
 
     def route(self, request: RequestView, instances: Sequence[InstanceView], now_s: float) -> int:
-        target = self._next % len(instances)
-        self._next += 1
-        return instances[target].id
+        return instances[next(self._arrivals) % len(instances)].id
 
 
 @ROUTERS.register("random")

@@ -24,6 +24,7 @@ from simulator.engine.links import Flow, Network
 from simulator.engine.migration import MigrationSettings, Migrator
 from simulator.engine.scaling import InstancePool
 from simulator.engine.request import Request
+from simulator.errors import SimulationError
 
 
 def instance_ports(instance_id: int) -> tuple[str, str]:
@@ -101,7 +102,10 @@ class ClusterActions:
         """Move a request that just got its first token, with its KV, to ``destination``.
 
         ``transfer``: ``layerwise``, ``serialized`` or ``ideal`` (see simulator.engine.handoff).
+        A request moves by one mechanism at a time: one being migrated is refused.
         """
+        if self.migrating(request.id):
+            raise SimulationError(f"request {request.id} is being migrated; it cannot be handed off too")
         return self.handoffs.start(request, destination, transfer)
 
     def incoming_kv_blocks(self, instance_id: int) -> int:
@@ -113,6 +117,8 @@ class ClusterActions:
                 final_stage_blocks: int = 1) -> simpy.Event:
         """Live-migrate a running request to ``destination`` (see migration); the event's value is its record."""
         settings = MigrationSettings(pre_copy, max_stages, final_stage_blocks)
+        if request.id in self.handoffs.in_flight:
+            raise SimulationError(f"request {request.id} is being handed off; it cannot be migrated too")
         return self.migrator.migrate(request, destination, settings)
 
     def migrating(self, request_id: int) -> bool:

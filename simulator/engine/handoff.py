@@ -117,12 +117,15 @@ class KVHandoffs:
         self.kv_bytes_per_token, self.latency_s, self.num_layers = kv_bytes_per_token, latency_s, num_layers
         self.stats = HandoffStats()
         self._unreserved_blocks: dict[int, int] = {}
+        self.in_flight: set[int] = set()  # ids of requests being handed off
 
     def start(self, request: Request, destination: int, transfer: str = "layerwise") -> Handoff:
         """Begin moving ``request`` (just given its first token on its instance) to ``destination``."""
         source = request.instance_id
         if transfer not in TRANSFER_MODES:
             raise SimulationError(f"unknown KV transfer mode {transfer!r}; known: {', '.join(TRANSFER_MODES)}")
+        if request.id in self.in_flight:
+            raise SimulationError(f"request {request.id} is already being handed off")
         if source is None or source == destination or not 0 <= destination < len(self.instances):
             raise SimulationError(f"hand-off of request {request.id} from instance {source} to "
                                   f"{destination}: needs two distinct instances of the cluster")
@@ -133,6 +136,7 @@ class KVHandoffs:
         blocks = self.instances[destination].kv.blocks_for_tokens(handoff.tokens)
         self._unreserved_blocks[destination] = self._unreserved_blocks.get(destination, 0) + blocks
         self.stats.started += 1
+        self.in_flight.add(request.id)
         # Both requests are made now, not when the process first runs: the source's engine
         # loop goes on to plan its next step before any other process gets a turn.
         left = self.instances[source].depart(request)
@@ -196,6 +200,7 @@ class KVHandoffs:
         self._end(handoff, TRANSFERRED)
 
     def _end(self, handoff: Handoff, outcome: str) -> None:
+        self.in_flight.discard(handoff.request.id)
         handoff.outcome, handoff.finished_s = outcome, self.env.now
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         handoff.done.succeed(outcome)

@@ -278,6 +278,15 @@ class KVCache:
         """Blocks that only pins reference (retained KV that no request in flight holds)."""
         return sum(1 for value, refs in self.pin_refs.items() if self.refcount[value] == refs)
 
+    def drop_cached(self) -> int:
+        """Forget every cached block (the GPU's memory is gone, e.g. it was switched off); returns how many."""
+        dropped = len(self.cached)
+        for value in self.cached:
+            del self.refcount[value]
+        self.cached.clear()
+        self.raw_free += dropped
+        return dropped
+
     def _evict_one_cached(self) -> None:
         value, _ = self.cached.popitem(last=False)
         del self.refcount[value]

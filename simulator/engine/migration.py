@@ -157,7 +157,7 @@ class _Attempt:
         self.source = migrator.instances[record.source]
         self.destination = migrator.instances[record.destination]
         self.preemptions = request.num_preemptions
-        self.copied = 0  # blocks already on the destination
+        self.copied_tokens = 0  # tokens whose KV the destination holds
         self.reserved = 0  # blocks reserved there
         self.left = False  # the request has left the source's batch
 
@@ -165,14 +165,15 @@ class _Attempt:
         kv = self.source.kv
         while True:
             self._check_running()
-            blocks = kv.blocks_for_tokens(self.source.tokens_computed(self.request))
-            if self.record.stages and blocks - self.copied <= settings.final_stage_blocks:
+            tokens = self.source.tokens_computed(self.request)
+            added = kv.blocks_for_tokens(tokens) - kv.blocks_for_tokens(self.copied_tokens)
+            if self.record.stages and added <= settings.final_stage_blocks:
                 return
             if self.record.stages >= settings.max_stages:
                 raise _Aborted(ABORT_TOO_MANY_STAGES)
-            yield from self._reserve(blocks)
+            yield from self._reserve(kv.blocks_for_tokens(tokens))
             self._check_running()
-            yield from self._copy(blocks)
+            yield from self._copy(tokens)
 
     def final_stage(self):
         self._check_running()
@@ -190,7 +191,7 @@ class _Attempt:
         blocks = self.source.kv.blocks_for_tokens(self.request.computed_tokens)
         if blocks > self.reserved:  # a prefill chunk was in flight
             yield from self._reserve(blocks)
-        yield from self._copy(blocks)
+        yield from self._copy(self.request.computed_tokens)
         self._check_destination()
         source, request = self.source, self.request
         source.defer_kv_action(lambda: source.kv.free(request))
@@ -240,10 +241,22 @@ class _Attempt:
         if not ok:
             raise _Aborted(ABORT_OUT_OF_MEMORY)
 
-    def _copy(self, blocks: int):
-        new = blocks - self.copied
+    def _stale_blocks(self, tokens: int) -> int:
+        """Blocks holding the first ``tokens`` that the destination lacks or holds an old copy of.
+
+        A partly filled last block goes on filling on the source while the request
+        decodes, so a block copied before it filled is sent again.
+        """
+        if tokens <= self.copied_tokens:
+            return 0
+        kv = self.source.kv
+        return kv.blocks_for_tokens(tokens) - self.copied_tokens // kv.block_size
+
+    def _copy(self, tokens: int):
+        """Send the stale blocks of the first ``tokens`` tokens over the link."""
+        new = self._stale_blocks(tokens)
         flow = self.migrator.send_kv(self.source.id, self.destination.id, new * self.source.kv.block_size)
         self.record.stages += 1
         yield flow.done
-        self.copied = blocks
+        self.copied_tokens = max(self.copied_tokens, tokens)
         self.record.blocks_copied += new

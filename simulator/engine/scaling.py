@@ -123,6 +123,8 @@ class InstancePool:
         self._retire(instance_id, done)
 
     def _retire(self, instance_id: int, done: simpy.Event) -> None:
+        # A retired instance is switched off: a restart finds no prefix cache.
+        self.instances[instance_id].kv.drop_cached()
         self._set(instance_id, InstanceState.INACTIVE)
         done.succeed(instance_id)
 
