@@ -104,3 +104,17 @@ def test_a_retired_instance_loses_its_prefix_cache(tmp_path: Path) -> None:
     simulation.actions.drain_instance(2)  # empty: switched off at once
     assert kv.indexed_prefix((11, 12, 13)) == 0 and kv.free_blocks == kv.total_blocks
     kv.check()
+
+
+def test_a_drained_instance_is_released_only_once_retained_kv_is_gone(tmp_path: Path) -> None:
+    simulation = Simulation(three_instances(tmp_path, [(0.0, 100, 10), (5.0, 100, 10)]))  # runs past 3.2 s
+    actions, kv = simulation.actions, simulation.cluster.instances[2].kv
+    kv.load_pinned("workflow", (21, 22))  # KV a workflow keeps between calls
+    at(simulation, 0.5, lambda: actions.drain_instance(2))
+    at(simulation, 3.0, lambda: kv.unpin("workflow"))
+    released = []
+    at(simulation, 2.9, lambda: released.append(actions.instance_state(2)))
+    at(simulation, 3.2, lambda: released.append(actions.instance_state(2)))
+    simulation.run()
+    assert released == ["draining", "inactive"]
+    assert kv.free_blocks == kv.total_blocks and kv.indexed_prefix((21, 22)) == 0

@@ -130,7 +130,8 @@ class InstancePool:
 
     def _empty(self, instance_id: int) -> bool:
         instance = self.instances[instance_id]
-        return not instance.queues.has_work() and not instance.kv.holdings
+        # Retained KV (a workflow's pinned blocks) is KV the instance still holds, too.
+        return not instance.queues.has_work() and not instance.kv.holdings and not instance.kv.pins
 
     def _require(self, instance_id: int, state: InstanceState, what: str) -> None:
         self._sync()
