@@ -72,6 +72,28 @@ def test_closed_loop_clients_complete_every_call(tmp_path):
         assert (calls["arrival_s"].to_numpy()[1:] >= calls["finish_s"].to_numpy()[:-1]).all()
 
 
+def test_calls_carry_the_workloads_output_cap(tmp_path):
+    from workloads import build_workload
+
+    workload = {"closed_loop": {"clients": 2, "lengths": {"profile": "azure-conv-2023"}, "requests_per_client": 3},
+                "max_output_tokens": 300}
+    experiment = _experiment(tmp_path, workload)
+    sessions = list(build_workload(experiment.config.workload, np.random.default_rng(0), tmp_path,
+                                   max_context_tokens=experiment.model.max_context_tokens))
+    assert {session.max_output_tokens for session in sessions} == {300}
+    simulation, seen = Simulation(experiment), []
+    submit = simulation.cluster.submit
+
+    def submit_and_note(request):
+        seen.append((request.max_output_tokens, request.output_tokens))
+        return submit(request)
+
+    simulation.cluster.submit = submit_and_note
+    result = simulation.run()
+    assert result.summary["requests"]["completed"] == 6
+    assert len(seen) == 6 and all(cap == 300 >= output for cap, output in seen)
+
+
 @pytest.mark.skipif(not (SHARED / "mooncake").exists(), reason="needs ../shared/data")
 def test_mooncake_replay_hits_the_implied_shared_prefix(tmp_path):
     from workloads import build_workload

@@ -46,6 +46,8 @@ class SessionSpec:
         kind: "workflow" (agent task), "conversation" or "client" (closed-loop user).
         agent_type, tenant, priority, slo_class: labels for policies and reports.
         resubmit_on_reject: a rejected call is sent again (closed-loop clients re-submit).
+        max_output_tokens: the users' cap on each call's output (the workload's
+            ``max_output_tokens``), which admission policies see; None: each call's true length.
     """
 
     session_id: str
@@ -58,3 +60,4 @@ class SessionSpec:
     priority: int = 0
     slo_class: str = "default"
     resubmit_on_reject: bool = False
+    max_output_tokens: int | None = None

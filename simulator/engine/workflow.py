@@ -101,8 +101,9 @@ class SessionRunner:
             blocks = (prompt + output_tokens) // self.block_size
             hashes = tuple(context_block_hash(spec.session_id, j) for j in range(blocks))
         while True:
-            request_spec = RequestSpec(self.env.now, prompt, output_tokens, None, hashes, self.block_size,
-                                       spec.session_id, spec.tenant, spec.priority, spec.slo_class)
+            request_spec = RequestSpec(self.env.now, prompt, output_tokens, spec.max_output_tokens, hashes,
+                                       self.block_size, spec.session_id, spec.tenant, spec.priority,
+                                       spec.slo_class)
             request: Request = self.submit(request_spec)
             if request.is_done:
                 # Rejected on arrival (it can never fit): sending it again cannot help.

@@ -49,7 +49,7 @@ def session_items(sessions: Iterator[SessionSpec], limits: Limits, max_output_to
         if limits.duration_s is not None and session.arrival_s >= limits.duration_s:
             return
         if max_output_tokens is not None:
-            session = _capped(session, max_output_tokens, stats)
+            session = replace(_capped(session, max_output_tokens, stats), max_output_tokens=max_output_tokens)
         if context_tokens is not None:
             session = fit_context(session, context_tokens, stats)
         if limits.num_requests is not None and handed_out + len(session.calls) > limits.num_requests:
