@@ -6,11 +6,16 @@ Reconstructed as a virtual token counter per tenant (as VTC, Sheng et al.,
 OSDI 2024): a tenant's counter grows by ``input_weight`` per prompt token it
 has prefilled (charged when the call is admitted, after its prefix-cache hit)
 and ``output_weight`` per token it generated (charged when the call
-finishes), divided by the tenant's ``weights`` entry (default 1). Waiting
-calls are admitted lowest counter first, first come first served within a
-tenant; a tenant that had nothing running is lifted to the lowest counter of
-those running, so idleness earns no credit. Everything else - step
-composition, chunked prefill, preemption - is ``vllm``'s.
+finishes), divided by the tenant's ``weights`` entry (default 1), and a
+call's prompt is charged once: re-admitted after a preemption, it recomputes
+at the instance's cost, not its tenant's. Waiting calls are admitted lowest
+counter first, first come first served within a tenant. As in VTC, a tenant
+returning from idle - a call of it waits where none did at the last look -
+is lifted to the lowest counter of the tenants still waiting (to the last
+admitted tenant's when none is), so idleness earns no credit; a tenant that
+stays backlogged keeps its counter, and with it its claim to be served next.
+Everything else - step composition, chunked prefill, preemption - is
+``vllm``'s.
 
 Workflow-atomic (``continuing_first``): a call that continues a workflow
 whose context is cached here goes before any call that would start new
@@ -44,6 +49,8 @@ class AgentFairShare(ContinuousBatching):
     continuing_first: bool = True
     whole_prompt: bool = True
     _served: dict[str, float] = PrivateAttr(default_factory=dict)
+    _backlogged: frozenset[str] = PrivateAttr(frozenset())  # tenants with calls waiting at the last look
+    _last_admitted: str | None = PrivateAttr(None)
 
     def counter(self, tenant: str) -> float:
         return self._served.get(tenant, 0.0)
@@ -68,17 +75,25 @@ class AgentFairShare(ContinuousBatching):
         return self._next_waiting(state)
 
     def _lift(self, state: SchedulerView) -> None:
-        running = {r.tenant for r in state.running}
-        if not running:
-            return
-        floor = min(self.counter(t) for t in running)
-        for tenant in {r.tenant for r in state.waiting} - running:
-            if self.counter(tenant) < floor:
-                self._served[tenant] = floor
+        """VTC's lift, for tenants whose calls wait again after none did (idempotent within a step)."""
+        backlogged = frozenset(r.tenant for r in state.waiting)
+        returned = backlogged - self._backlogged
+        if returned:
+            stayed = backlogged & self._backlogged
+            floor = (min(self.counter(t) for t in stayed) if stayed else
+                     None if self._last_admitted is None else self.counter(self._last_admitted))
+            for tenant in returned:
+                if floor is not None and self.counter(tenant) < floor:
+                    self._served[tenant] = floor
+        # Lifting a backlogged tenant again at every step would erase the credit it is owed.
+        self._backlogged = backlogged
 
-    def _admit_waiting(self, state: SchedulerView, builder: StepBuilder, chunk: bool) -> int:
+    def schedule(self, state: SchedulerView, builder: StepBuilder, now_s: float) -> None:
         self._lift(state)
-        return super()._admit_waiting(state, builder, chunk)
+        super().schedule(state, builder, now_s)
+        # Who still waits after this step's admissions: a tenant whose last waiting call started
+        # here and who sends another before the next look returns from idle.
+        self._backlogged = frozenset(r.tenant for r in state.waiting)
 
     def _next_waiting(self, state: SchedulerView) -> RequestView:
         # One call at a time: each admission raises its tenant's counter before the next choice;
@@ -98,7 +113,9 @@ class AgentFairShare(ContinuousBatching):
         return not self.whole_prompt or state.blocks_to_admit(request, pending) <= state.kv_free_blocks
 
     def _admitted(self, request: RequestView, pending: int) -> None:
-        self._charge(request.tenant, self.input_weight * pending)
+        self._last_admitted = request.tenant
+        if request.num_preemptions == 0:  # a re-admission recomputes what was charged the first time
+            self._charge(request.tenant, self.input_weight * pending)
 
     def on_step_end(self, plan, finished, now_s: float) -> None:
         for request in finished:

@@ -7,8 +7,12 @@ the reuse probability is at least ``min_reuse_probability``, for the
 ``ttl_quantile`` quantile of the tool latency times ``ttl_margin`` (bounded by
 ``max_ttl_s``); when the time runs out without a call it offloads contexts of
 at least ``min_offload_tokens`` to host DRAM and releases smaller ones into
-the LRU cache. A call whose context is in host DRAM waits up to
-``reload_patience_s`` for GPU memory to load it into, rather than recompute. The retention score the eviction policy orders by is
+the LRU cache. A call whose context is in host DRAM waits for GPU memory to
+load it into (idle pins give way to it), rather than recompute: giving up
+would not start the call sooner, since recomputing needs the same memory.
+It leaves when work stealing would send it elsewhere, and gives up only
+after ``reload_patience_s``, a bound for an instance whose memory stays held.
+The retention score the eviction policy orders by is
 
     score = p_reuse * recompute_cost(context) / (blocks * expected_remaining_wait_s)
 
@@ -78,7 +82,7 @@ class SagaWorkflow(Policy):
     steal_factor: float = Field(default=4.0, ge=0)
     steal_min_tokens: int = Field(default=4096, ge=0)
     window: int = Field(default=512, gt=0)
-    reload_patience_s: float = Field(default=2.0, ge=0)
+    reload_patience_s: float = Field(default=30.0, ge=0)
     _graphs: GraphBook = PrivateAttr(default=None)
     _block_size: int = PrivateAttr(16)
 
@@ -122,8 +126,13 @@ class SagaWorkflow(Policy):
         return "offload" if workflow.context_tokens >= self.min_offload_tokens else "release"
 
     # -------------------------------------------------------------- placement
-    def place(self, request: RequestView, workflow: WorkflowView, instances: Sequence[InstanceView],
+    def place(self, request: RequestView | None, workflow: WorkflowView, instances: Sequence[InstanceView],
               now_s: float) -> int | None:
+        """Home, or the least loaded instance for a new workflow or a call stolen from an overloaded home.
+
+        (Also asked with no ``request`` before an offloaded context is reloaded, which is wasted
+        if the call is then stolen.)
+        """
         least = min(instances, key=lambda i: (_pressure(i), i.id))
         home = next((i for i in instances if i.id == workflow.instance_id), None)
         if home is None:

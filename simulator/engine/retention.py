@@ -8,8 +8,11 @@ evictable), and decide what happens when it expires: ``release`` (back to
 the LRU cache), ``drop`` (freed at once) or ``offload`` (copied to the
 instance's host DRAM tier over PCIe, then released on the GPU). A call whose
 context sits in host DRAM is held back until the copy is loaded again
-(allocated on the GPU, then the PCIe transfer); if it does not fit, the call
-recomputes. When the next step needs memory that pins hold, the eviction
+(allocated on the GPU, idle pins giving way to it in the eviction policy's
+order, then the PCIe transfer); if it does not fit within the workflow
+policy's ``reload_patience_s``, the call recomputes. The policy's ``place``
+is asked first, and while the call waits: a call it sends elsewhere is not
+reloaded. When the next step needs memory that pins hold, the eviction
 policy orders the idle pinned workflows and each victim is offloaded or
 dropped. A call placed on another instance releases the KV left behind (the
 workflow is re-homed and recomputes its context there).
@@ -30,7 +33,7 @@ import simpy
 
 from simulator.engine.host import HostKVTier
 from simulator.engine.request import Request, RequestStatus
-from simulator.engine.retention_pressure import evictable, needs, next_admission
+from simulator.engine.retention_pressure import evictable, needs, next_admission, reload_blocks
 from simulator.engine.retention_stats import RetentionStats
 from simulator.engine.session import SessionSpec
 from simulator.engine.workflow_kv import Workflow
@@ -89,8 +92,13 @@ class RetentionManager:
             hook(workflow, call.new_prompt_tokens, wait_s, self.env.now)
         workflow.released_s = self.env.now
         workflow.releasing = True  # from now on its KV serves this call: no expiry, no eviction
-        if workflow.tier == "host":
-            yield from self._reload(workflow)
+        if workflow.tier != "host":
+            return
+        if self._moves_away(workflow):
+            # Work stealing sends the call elsewhere: a copy loaded here would never be read.
+            self._rehome_before_reload(workflow)
+            return
+        yield from self._reload(workflow)
 
     def call_ended(self, session_id: str, request: Request) -> None:
         """The session saw its call end (finished or rejected); the next call has not been sent."""
@@ -108,6 +116,25 @@ class RetentionManager:
         self._let_go(workflow)
 
     # ---------------------------------------------------------- placement
+    def _moves_away(self, workflow: Workflow) -> bool:
+        """Whether the workflow policy would place the call away from its home now (before any reload).
+
+        Asked just before the call is sent, with no call yet (``request`` None); when no reload
+        runs, routing happens at this same instant and agrees. All instances are offered (an
+        auto-scaled pool may route to fewer: a call kept home then recomputes its context).
+        """
+        place = getattr(self.policy, "place", None)
+        if place is None:
+            return False
+        target = place(None, workflow, self.instances, self.env.now)
+        return target is not None and target != workflow.instance_id
+
+    def _rehome_before_reload(self, workflow: Workflow) -> None:
+        """The call of an offloaded workflow will go elsewhere: free the host copy instead of loading it."""
+        self.stats.rehomed += 1
+        self.stats.reloads_skipped += 1
+        self._let_go(workflow)
+
     def placed(self, workflow: Workflow, request: Request, target: int) -> None:
         """A call of ``workflow`` goes to ``target``: KV retained elsewhere is released there."""
         workflow.active, workflow.releasing = request, False
@@ -196,7 +223,7 @@ class RetentionManager:
     def _sample_every(self, interval_s: float):
         while True:
             yield self.env.timeout(interval_s)
-            self.stats.sample(self.instances, self.workflows.values())
+            self.stats.sample(self.instances, self.workflows.values(), self.env.now)
 
     # ------------------------------------------------------------ timers
     def _expire(self, workflow: Workflow, generation: int, ttl_s: float):
@@ -248,6 +275,10 @@ class RetentionManager:
             ok, present = yield from self._try_load(instance, workflow)
             if ok or self.env.now >= deadline:
                 break
+            if self._moves_away(workflow):
+                # Work came to wait at home meanwhile: the call goes elsewhere and recomputes there.
+                self._rehome_before_reload(workflow)
+                return
             self.stats.reload_retries += 1
             yield self.env.timeout(RELOAD_RETRY_S)
         if not ok:
@@ -273,6 +304,8 @@ class RetentionManager:
         def load() -> None:
             present = instance.kv.indexed_prefix(hashes) == len(hashes)
             ok = instance.kv.load_pinned(key, hashes)
+            if not ok and self._make_room(instance, workflow):
+                ok = instance.kv.load_pinned(key, hashes)
             if ok:  # the pin is tracked at once: this very boundary may need to evict it
                 self.hosts[instance.id].release(workflow.host_bytes)
                 workflow.tier, workflow.host_bytes, workflow.retained_since_s = "gpu", 0.0, self.env.now
@@ -281,6 +314,32 @@ class RetentionManager:
             loaded.succeed((ok, present))
         instance.defer_kv_action(load)
         return (yield loaded)
+
+    def _make_room(self, instance, workflow: Workflow) -> bool:
+        """Evict idle pins, in the eviction policy's order, so that ``workflow``'s context can load.
+
+        Its call is being sent: its KV is used now, before any idle workflow's, and once queued
+        as a continuing call it could evict them anyway - waiting for memory instead, then giving
+        up and recomputing the whole context, holds the call back for nothing. Room is also left
+        for the running calls to grow, or the next step would evict the copy just loaded. Nothing
+        is evicted unless the idle pins can cover the deficit. Returns whether they could.
+        """
+        kv = instance.kv
+        missing, reusable = reload_blocks(kv, workflow.hashes)
+        deficit = missing + reusable + needs(instance, None)[0] - kv.free_blocks
+        candidates = [w for w in self.pinned[instance.id].values() if w.idle and w is not workflow]
+        victims = list(self.eviction.order(candidates, self.env.now, None, None)) if deficit > 0 else []
+        if sum(w.retained_blocks for w in victims) < deficit:
+            return False
+        for victim in victims:
+            if deficit <= 0:
+                break
+            action = self.eviction.action(victim, self.env.now)
+            deficit -= victim.retained_blocks
+            self.stats.pressure_evictions += 1
+            self.stats.reload_evictions += 1
+            self._apply(instance, victim, action if action in ("offload", "drop") else "drop")
+        return deficit <= 0
 
     def _let_go(self, workflow: Workflow) -> None:
         """Release whatever the workflow retains (its call went elsewhere, or it ended)."""

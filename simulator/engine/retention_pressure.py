@@ -52,3 +52,12 @@ def needs(instance, head: Request | None) -> tuple[int, int]:
         tokens = max(1, head.pending_compute_tokens - hit * kv.block_size)
         need = instance.blocks_to_admit(head, tokens)
     return growth, need
+
+
+def reload_blocks(kv, hashes: tuple[int, ...]) -> tuple[int, int]:
+    """Blocks an offloaded context needs to load: missing from the index, and cached ones it takes back.
+
+    (Cached blocks count as free, so taking them back is a need like a new allocation.)
+    """
+    present = [h for h in hashes if h in kv.refcount]
+    return len(hashes) - len(present), sum(1 for h in present if kv.refcount[h] == 0)

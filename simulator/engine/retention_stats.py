@@ -13,6 +13,10 @@ re-homed calls) and two measures the SAGA reproduction reports:
   useful. The same measure applies to plain prefix caching (retained = what
   the LRU cache still holds), so policies compare on equal terms.
 
+With ``timeline`` set to a list, every sample also appends ``[time_s, total,
+active, retained, useful retained]`` blocks to it (the last filled in when
+the workflows' next calls run), to see when memory was used and when not.
+
 The fractions are read at sample times. Mid fast-forward run the LRU
 evictions the run's allocations imply are applied only when it commits, so
 ``kv_retained_fraction`` (and with it ``kv_useful_fraction``) can differ from
@@ -42,6 +46,8 @@ class RetentionStats:
     reload_retries: int = 0
     gpu_hits_after_offload: int = 0
     pressure_evictions: int = 0
+    reload_evictions: int = 0  # of those, evicted to load an offloaded context for a call being sent
+    reloads_skipped: int = 0  # offloaded contexts not reloaded: the call was going to be re-homed
     rehomed: int = 0
     calls: int = 0
     carried_tokens: int = 0
@@ -53,6 +59,7 @@ class RetentionStats:
     active_block_samples: float = 0.0
     retained_block_samples: float = 0.0
     useful_retained_block_samples: float = 0.0
+    timeline: list | None = None  # per sample [time_s, total, active, retained, useful retained] if a list
 
     def call_finished(self, carried_tokens: int, block_size: int, prefix_hit_tokens: int,
                       recomputed_tokens: int) -> None:
@@ -63,18 +70,23 @@ class RetentionStats:
         self.recomputed_context_tokens += max(0, reusable - prefix_hit_tokens)
         self.preemption_recomputed_tokens += recomputed_tokens
 
-    def resolve(self, samples: list[tuple[int, int]], instance_id: int, hit_blocks: int) -> None:
+    def resolve(self, samples: list[tuple[int, int, int]], instance_id: int, hit_blocks: int) -> None:
         """A workflow's next call ran: its retained samples on ``instance_id`` were useful up to the hit."""
-        for where, blocks in samples:
+        for where, blocks, index in samples:
             if where == instance_id:
-                self.useful_retained_block_samples += min(blocks, hit_blocks)
+                useful = min(blocks, hit_blocks)
+                self.useful_retained_block_samples += useful
+                if self.timeline is not None:
+                    self.timeline[index][4] += useful
 
-    def sample(self, instances, workflows: Iterable[Workflow]) -> None:
+    def sample(self, instances, workflows: Iterable[Workflow], now_s: float = 0.0) -> None:
         """Count active KV, and what idle workflows still hold in GPU memory (useful if reused later)."""
+        index = self.samples
         self.samples += 1
+        total = active = retained = 0
         for instance in instances:
-            self.total_block_samples += instance.kv.total_blocks
-            self.active_block_samples += active_blocks(instance)
+            total += instance.kv.total_blocks
+            active += active_blocks(instance)
         for workflow in workflows:
             if not workflow.idle or workflow.instance_id is None or workflow.calls_done == 0:
                 continue
@@ -83,14 +95,19 @@ class RetentionStats:
             else:
                 blocks = cached_prefix(instances[workflow.instance_id].kv, workflow.context_hashes)
             if blocks:
-                self.retained_block_samples += blocks
-                workflow.samples.append((workflow.instance_id, blocks))
+                retained += blocks
+                workflow.samples.append((workflow.instance_id, blocks, index))
+        self.total_block_samples += total
+        self.active_block_samples += active
+        self.retained_block_samples += retained
+        if self.timeline is not None:
+            self.timeline.append([now_s, total, active, retained, 0])
 
     def to_summary(self) -> dict:
         out = asdict(self)
         total = self.total_block_samples
         for key in ("total_block_samples", "active_block_samples", "retained_block_samples",
-                    "useful_retained_block_samples"):
+                    "useful_retained_block_samples", "timeline"):
             del out[key]
         out["recomputed_tokens"] = self.recomputed_context_tokens + self.preemption_recomputed_tokens
         out["kv_active_fraction"] = self.active_block_samples / total if total else None

@@ -63,7 +63,7 @@ class Workflow:
     host_bytes: float = 0.0
     carried_tokens: int = 0  # context the call in flight carried when it was placed
     context_hashes: tuple[int, ...] = ()  # index identities of the last call's blocks
-    samples: list = field(default_factory=list)  # (instance, blocks) retained at each KV sample
+    samples: list = field(default_factory=list)  # (instance, blocks, sample index) retained at each KV sample
     score: float = field(default=0.0)  # the eviction policy may keep its last score here
 
     @property
