@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,23 @@ def remove_temporaries(folder: Path) -> None:
         for leftover in Path(folder).iterdir():
             if _TEMPORARY.match(leftover.name) and leftover.is_file():
                 leftover.unlink(missing_ok=True)
+
+
+def staging_dir(destination: Path) -> Path:
+    """A new empty folder beside ``destination`` to build it in, then ``os.replace`` it into place.
+
+    Named like ``atomic_write``'s temporaries (and made with the umask's mode, not
+    ``mkdtemp``'s 0700). Staging folders that a killed writer left for the same
+    destination are deleted first, so kills do not pile up hidden copies.
+    """
+    destination = Path(destination)
+    leftover_name = re.compile(rf"^\.{re.escape(destination.name)}\.[0-9a-f]{{32}}\.tmp$")
+    for leftover in destination.parent.iterdir():
+        if leftover_name.match(leftover.name) and leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    staging = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
+    staging.mkdir()
+    return staging
 
 
 def write_text(path: Path, text: str) -> Path:

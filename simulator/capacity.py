@@ -26,7 +26,7 @@ import pandas as pd
 
 from simulator import atomic
 from simulator.errors import ConfigError
-from simulator.sweep import Progress, execute_runs, write_tables
+from simulator.sweep import Progress, check_sweep_dir, execute_runs, write_tables
 from simulator.sweep_plan import POINTS_DIR, ExperimentSource, PlannedRun, check_keys, plan_one
 from simulator.sweep_spec import SEED_KEY, SweepSpec, value_label
 
@@ -119,7 +119,7 @@ def run_capacity(source: ExperimentSource, spec: SweepSpec, out_dir: Path, backe
                  report: bool = True) -> CapacityResult:
     """Search the capacity of every point of ``spec`` (its rate axis, if any, is replaced)."""
     options.check()
-    out_dir = Path(out_dir)
+    out_dir = check_sweep_dir(out_dir)
     spec = _without_rate(spec, options.rate_key)
     seeds = spec.seeds or [int(source.data.get(SEED_KEY, 0) or 0)]
     configs = spec.points()

@@ -141,6 +141,15 @@ class ExperimentConfig(_Strict):
     sim: SimConfig = SimConfig()
     sweep: dict[str, list[Any]] | None = None
 
+    @pydantic.field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        # The default output folder is runs/<name>, and writing a run replaces that folder:
+        # a name must not point anywhere else.
+        if name in (".", "..") or any(c in name for c in "/\\\0"):
+            raise ValueError("must be usable as one folder name (no '/', '\\', '.' or '..')")
+        return name
+
 
 @dataclass(frozen=True)
 class InstanceHardware:

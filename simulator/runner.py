@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pandas as pd
 import simpy
 import yaml
 
-from simulator import __version__
+from simulator import __version__, atomic
 from simulator.config import Experiment, InstanceHardware, resolved_dict
 from simulator.engine.actions import ClusterActions, instance_ports
 from simulator.engine.cluster import Cluster
@@ -290,7 +289,7 @@ def write_outputs(result: RunResult, out_dir: Path, with_report: bool = True) ->
     """
     out_dir = check_output_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging = atomic.staging_dir(out_dir)
     try:
         (staging / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
         result.requests.to_csv(staging / "requests.csv", index=False)

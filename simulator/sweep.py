@@ -24,6 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from simulator import __version__, atomic
+from simulator.errors import ConfigError
 from simulator.sweep_plan import POINTS_DIR, ExperimentSource, PlannedRun, plan_runs
 from simulator.sweep_run import RunOutcome
 from simulator.sweep_spec import SweepSpec, value_label
@@ -51,10 +52,29 @@ def default_out_dir(source: ExperimentSource) -> Path:
     return Path("runs") / f"{source.name}-sweep"
 
 
+def check_sweep_dir(out_dir: Path) -> Path:
+    """``out_dir`` made absolute; a ``ConfigError`` unless it is absent, empty or a sweep's folder.
+
+    A sweep resumes in its own folder (finished ``points/`` are kept) and rewrites its tables
+    there, so only an earlier sweep's or comparison's folder (``sweep.json``, or ``points/``
+    left by a killed sweep) may be reused: never a run folder or a folder the user keeps
+    other files in.
+    """
+    out_dir = Path(out_dir).expanduser().absolute()
+    if not out_dir.exists():
+        return out_dir
+    if not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a folder; choose another output folder")
+    if any(out_dir.iterdir()) and not ((out_dir / MANIFEST).is_file() or (out_dir / POINTS_DIR).is_dir()):
+        raise ConfigError(f"{out_dir}: exists and is not a sweep folder (no {MANIFEST} or {POINTS_DIR}/); "
+                          "refusing to write into it, choose another output folder")
+    return out_dir
+
+
 def run_sweep(source: ExperimentSource, spec: SweepSpec, out_dir: Path, backend, *, quiet: bool = False,
               run_reports: bool = False, report: bool = True) -> SweepResult:
     """Plan (validating everything first), run what is not cached, and write tables and report."""
-    out_dir = Path(out_dir)
+    out_dir = check_sweep_dir(out_dir)
     runs = plan_runs(source, spec, out_dir, with_report=run_reports)
     progress = Progress(len({run.key for run in runs}), quiet)
     try:

@@ -202,3 +202,52 @@ def test_a_previous_run_folder_is_replaced_whole(tmp_path: Path) -> None:
     assert main(["run", str(exp), "-o", str(out), "--no-report"]) == 0
     assert json.loads((out / "summary.json").read_text())["requests"]["arrived"] == 20
     assert not (out / "stale.txt").exists()
+
+
+def test_sweep_and_comparison_outputs_never_write_into_a_foreign_folder(tmp_path: Path, capsys) -> None:
+    exp = write_small(tmp_path)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "results.csv").write_text("my data")
+    run_dir = tmp_path / "run"
+    assert main(["run", str(exp), "-o", str(run_dir), "--no-report"]) == 0
+    capsys.readouterr()
+    for target in (kept, run_dir):  # the user's folder, and a run folder
+        assert main(["sweep", str(exp), "-o", str(target), "--quiet", "--no-report", "--workers", "1"]) == 2
+        assert main(["report", str(run_dir), str(run_dir), "-o", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and all("is not a sweep folder" in line for line in err)
+    assert (kept / "results.csv").read_text() == "my data" and not (run_dir / "sweep.json").exists()
+
+
+def test_a_run_leaves_no_staging_folder_of_a_killed_write_behind(tmp_path: Path) -> None:
+    exp = write_small(tmp_path)
+    out = tmp_path / "out"
+    killed = tmp_path / f".out.{'b' * 32}.tmp"  # what a write killed half-way leaves
+    killed.mkdir()
+    (killed / "summary.json").write_text("{")
+    other = tmp_path / f".other.{'c' * 32}.tmp"  # another destination's: not ours to delete
+    other.mkdir()
+    assert main(["run", str(exp), "-o", str(out), "--no-report"]) == 0
+    assert not killed.exists() and other.exists()
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/absolute", "..", "a/b"])
+def test_an_experiment_name_cannot_point_its_default_output_folder_elsewhere(tmp_path: Path, monkeypatch, capsys,
+                                                                             name: str) -> None:
+    exp = write_small(tmp_path)
+    data = yaml.safe_load(exp.read_text())
+    data["name"] = name
+    exp.write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(exp), "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "name: must be usable as one folder name" in err[0]
+    assert not (tmp_path / "runs").exists()

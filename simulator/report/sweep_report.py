@@ -27,6 +27,7 @@ from simulator.report.comparison import COMPARED, ENERGY_COST, Layout, delta_row
 from simulator.report.definitions import DEFINITIONS_MD
 from simulator.report.document import Document
 from simulator.report.markdown import read_completed_requests, read_summary, read_timeseries
+from simulator.sweep import check_sweep_dir
 from simulator.sweep_spec import short_key
 from simulator.sweep_tables import CI_SUFFIX, flatten_metrics, points_frame, results_frame
 
@@ -86,6 +87,7 @@ def run_dir(sweep_dir: Path, run: str) -> Path:
 
 def write_comparison(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | None = None) -> Path:
     """Compare finished run folders (one point each) in ``out_dir``; returns its ``report.md``."""
+    out_dir = check_sweep_dir(out_dir)  # a comparison folder is written like a sweep's: never into a run folder
     run_dirs = [Path(d).resolve() for d in run_dirs]
     labels = list(labels or _unique_labels(run_dirs))
     rows = []
