@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.errors import ConfigError
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write`` on a temporary path beside ``path``, then move it onto ``path``."""
@@ -45,6 +47,23 @@ def remove_temporaries(folder: Path) -> None:
         for leftover in Path(folder).iterdir():
             if _TEMPORARY.match(leftover.name) and leftover.is_file():
                 leftover.unlink(missing_ok=True)
+
+
+def check_destination(folder: Path) -> Path:
+    """``folder`` made absolute; a ``ConfigError`` if it can never become an output folder.
+
+    Checked before any work: a symbolic link (replacing a run folder would replace the link,
+    not its target) or a path under a plain file would otherwise fail only after the run.
+    """
+    folder = Path(folder).expanduser().absolute()
+    if folder.is_symlink():
+        raise ConfigError(f"{folder}: is a symbolic link; give the output folder itself")
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists():
+            if ancestor != folder and not ancestor.is_dir():
+                raise ConfigError(f"{folder}: {ancestor} is a file, not a folder; choose another output folder")
+            break
+    return folder
 
 
 def staging_dir(destination: Path) -> Path:

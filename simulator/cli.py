@@ -40,8 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line (as every bad input is), not usage text plus error.
+
+    Sub-command parsers inherit the class, so ``servesim run --bogus`` answers in one line too.
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="servesim", description="Simulate LLM serving clusters.")
+    parser = _OneLineParser(prog="servesim", description="Simulate LLM serving clusters.")
     parser.add_argument("--version", action="version", version=f"servesim {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.set_defaults(debug=False)

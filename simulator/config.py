@@ -238,6 +238,10 @@ def resolve(config: ExperimentConfig, path: Path, catalog: Catalog) -> Experimen
         node = _lookup(catalog, "node", node_name, base, path, f"{where}.node" if group.node else "cluster.node")
         gpu = _lookup(catalog, "gpu", group.gpu or node.gpu, base, path, f"{where}.gpu")
         _check_power_cap(group, gpu, path, where)
+        if model.num_attention_heads % group.tp:
+            # vLLM (and every tensor-parallel engine) splits attention heads evenly over the GPUs.
+            raise ConfigError(located(path, f"{where}.tp", f"{group.tp} does not divide model {model.name}'s "
+                                                            f"{model.num_attention_heads} attention heads"))
         blocks = _kv_blocks(config, model, group, gpu, path, where)
         groups.append(_links(catalog, group, gpu, node, path, where, blocks))
     _check_trace_paths(config, path)
@@ -264,6 +268,9 @@ def _check_policies(config: ExperimentConfig, path: Path) -> None:
     if policies.workflow is not None:
         checks.append(("workflow", WORKFLOW_POLICIES))
     if policies.eviction is not None:
+        if policies.workflow is None:
+            raise ConfigError(located(path, "policies.eviction", "orders workflows' retained KV; it needs a "
+                                                                 "policies.workflow that retains some"))
         checks.append(("eviction", EVICTION_POLICIES))
     for field, registry in checks:
         try:

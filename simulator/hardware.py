@@ -87,6 +87,13 @@ class GpuProfile(Profile):
                 return value * 1e12
         raise ProfileError(f"gpu {self.name}: no peak throughput for dtype {dtype}")
 
+    @pydantic.model_validator(mode="after")
+    def _idle_below_tdp(self) -> "GpuProfile":
+        # Busy power is interpolated between idle and TDP: TDP below idle would make work save energy.
+        if self.idle_w >= self.tdp_w:
+            raise ValueError(f"idle_w ({self.idle_w:g}) must be below tdp_w ({self.tdp_w:g})")
+        return self
+
     @property
     def memory_bytes(self) -> float:
         return self.memory_gib * 2**30
@@ -147,6 +154,13 @@ class NodeProfile(Profile):
     host_cpu_sockets: int = Field(gt=0)
     host_dram_gib: float = Field(gt=0)
     usd_per_hour: float | None = Field(default=None, ge=0)
+
+    @pydantic.model_validator(mode="after")
+    def _domain_within_node(self) -> "NodeProfile":
+        if self.nvlink_domain_gpus > self.gpus_per_node:
+            raise ValueError(f"nvlink_domain_gpus ({self.nvlink_domain_gpus}) exceeds gpus_per_node "
+                             f"({self.gpus_per_node})")
+        return self
 
 
 class ModelSpec(Profile):

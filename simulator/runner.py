@@ -273,7 +273,7 @@ def check_output_dir(out_dir: Path) -> Path:
     run's (one with a ``summary.json``) may be there: ``-o .`` or ``-o ~`` must
     never delete what the user keeps there.
     """
-    out_dir = Path(out_dir).expanduser().absolute()
+    out_dir = atomic.check_destination(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
                                                       and not (out_dir / "summary.json").is_file())):
         raise ConfigError(f"{out_dir}: exists and is not a run folder (no summary.json); "

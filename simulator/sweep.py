@@ -60,7 +60,7 @@ def check_sweep_dir(out_dir: Path) -> Path:
     left by a killed sweep) may be reused: never a run folder or a folder the user keeps
     other files in.
     """
-    out_dir = Path(out_dir).expanduser().absolute()
+    out_dir = atomic.check_destination(out_dir)
     if not out_dir.exists():
         return out_dir
     if not out_dir.is_dir():

@@ -25,10 +25,38 @@ class YamlShapeError(yaml.YAMLError):
     """A document that parses but is nested too deeply or expands to too many values."""
 
 
-def safe_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that also refuses deep nesting and alias bombs (raises ``yaml.YAMLError``)."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_unique(text: str) -> Any:
+    """What ``yaml.safe_load`` does, with the loader above (a subclass of the safe one)."""
+    loader = _UniqueKeyLoader(text)
     try:
-        data = yaml.safe_load(text)
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also refuses duplicate keys, deep nesting and alias bombs (raises
+    ``yaml.YAMLError``)."""
+    try:
+        data = _load_unique(text)
     except RecursionError:
         raise YamlShapeError(f"nested more than {MAX_DEPTH} levels deep") from None
     _expanded_size(data, {})

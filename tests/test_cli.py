@@ -238,3 +238,12 @@ def test_list_policies_names_every_kind(capsys) -> None:
     assert code == 0
     for name in ("round_robin", "random", "jsq", "power_of_two", "vllm", "sarathi", "aggressive"):
         assert name in out
+
+
+@pytest.mark.parametrize("argv", [["run", "x.yaml", "--bogus"], ["sweep", "x.yaml", "--workers", "abc"],
+                                  ["list", "foo"], ["fidelity"], [], ["nosuch"]])
+def test_a_usage_error_is_one_line_with_exit_code_2(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "error:" in err[0] and "--help" in err[0]

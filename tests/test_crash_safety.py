@@ -251,3 +251,21 @@ def test_an_experiment_name_cannot_point_its_default_output_folder_elsewhere(tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "name: must be usable as one folder name" in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_output_path_under_a_file_or_through_a_link_is_refused_before_running(tmp_path: Path, capsys) -> None:
+    exp = write_small(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    run_dir = tmp_path / "run"
+    assert main(["run", str(exp), "-o", str(run_dir), "--no-report"]) == 0
+    (tmp_path / "link").symlink_to(run_dir)
+    capsys.readouterr()
+    for command, target, why in (("run", "afile/sub", "is a file, not a folder"),
+                                 ("sweep", "afile/sub", "is a file, not a folder"),
+                                 ("sweep", "afile", "is not a folder"),
+                                 ("run", "link", "is a symbolic link")):
+        extra = ["--quiet", "--workers", "1"] if command == "sweep" else []
+        assert main([command, str(exp), "-o", str(tmp_path / target), "--no-report", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err
+    assert (run_dir / "summary.json").is_file() and (tmp_path / "link").is_symlink()

@@ -1,0 +1,69 @@
+"""Input that parses but contradicts itself or the hardware is refused with one line naming the field.
+
+A key given twice in one YAML mapping (the last would silently win), tensor
+parallelism that does not divide the model's attention heads, a GPU whose idle
+power is not below its TDP, a node whose NVLink domain is larger than the node,
+and an eviction policy with no workflow retention for it to act on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import experiment_dict, write_experiment
+from simulator.cli import main
+from simulator.config import load_experiment
+from simulator.errors import ConfigError, ProfileError
+from simulator.hardware import CATALOG_ROOT, Catalog
+
+
+def _one_error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path, capsys) -> None:
+    path = write_experiment(tmp_path, experiment_dict())
+    path.write_text(path.read_text() + "seed: 3\nseed: 4\n")  # the file gives seed already
+    line = path.read_text().splitlines().index("seed: 3") + 1  # the first repeat
+    message = _one_error_line(capsys, ["validate", str(path)])
+    assert f"line {line}" in message and "'seed' is given twice" in message
+
+
+def test_tensor_parallelism_must_divide_the_attention_heads(tmp_path: Path) -> None:
+    data = experiment_dict()
+    data["cluster"]["instances"][0]["tp"] = 7
+    with pytest.raises(ConfigError, match=r"cluster.instances.0.tp.*7 does not divide .* 32 attention heads"):
+        load_experiment(write_experiment(tmp_path, data))
+
+
+def _profile_copy(tmp_path: Path, kind: str, name: str, **changes) -> Catalog:
+    data = yaml.safe_load((CATALOG_ROOT / f"{kind}s" / f"{name}.yaml").read_text())
+    data.update(changes)
+    (tmp_path / f"{kind}s").mkdir(parents=True, exist_ok=True)
+    (tmp_path / f"{kind}s" / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    return Catalog(roots=(tmp_path,))
+
+
+def test_a_gpu_idling_at_or_above_its_tdp_is_refused(tmp_path: Path) -> None:
+    catalog = _profile_copy(tmp_path, "gpu", "h100-sxm", tdp_w=10)
+    with pytest.raises(ProfileError, match=r"idle_w .* must be below tdp_w \(10\)"):
+        catalog.get("gpu", "h100-sxm")
+
+
+def test_an_nvlink_domain_larger_than_the_node_is_refused(tmp_path: Path) -> None:
+    catalog = _profile_copy(tmp_path, "node", "dgx-h100", nvlink_domain_gpus=16)
+    with pytest.raises(ProfileError, match=r"nvlink_domain_gpus \(16\) exceeds gpus_per_node \(8\)"):
+        catalog.get("node", "dgx-h100")
+
+
+def test_an_eviction_policy_needs_a_workflow_policy(tmp_path: Path) -> None:
+    data = experiment_dict()
+    data.setdefault("policies", {})["eviction"] = {"name": "lru"}
+    with pytest.raises(ConfigError, match=r"policies.eviction.*needs a policies.workflow"):
+        load_experiment(write_experiment(tmp_path, data))
