@@ -3,8 +3,9 @@
 ``--baseline`` is a baseline file (for one experiment) or a folder of them,
 one ``<experiment name>.json`` each; with no experiment given, every baseline
 in it is checked against the experiment it records. Exit status 0 when all
-metrics are within tolerance, 1 with a diff table per regressed experiment, 2
-on bad input. ``--update`` (re)writes the baselines from fresh runs.
+metrics are within tolerance, 1 with a diff table per regressed experiment (and
+a line per metric the run reports that the baseline lacks), 2 on bad input.
+``--update`` (re)writes the baselines from fresh runs.
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ def _regress(args: argparse.Namespace) -> int:
             print(f"{name}: ok, {result.checked} metrics within tolerance of {baseline_path}")
         else:
             failed += 1
-            print(f"{name}: REGRESSION, {len(result.differences)} of {result.checked} metrics differ "
-                  f"from {baseline_path}")
-            print(regress.diff_table(result))
+            problems = [f"{len(result.differences)} of {result.checked} metrics differ"] if result.differences else []
+            if result.new_metrics:
+                problems.append(f"{len(result.new_metrics)} metrics are missing")
+            print(f"{name}: REGRESSION, {' and '.join(problems)} from {baseline_path}")
+            if result.differences:
+                print(regress.diff_table(result))
+            for metric in result.new_metrics:
+                print(f"metric {metric} is not in the baseline; re-baseline with --update")
     if failed:
         print(f"servesim regress: {failed} of {len(pairs)} experiments regressed "
               "(re-baseline deliberate changes with --update)", file=sys.stderr)

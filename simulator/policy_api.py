@@ -23,11 +23,13 @@ Kinds and when they are called:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from simulator.engine.actions import ClusterActions
 from simulator.engine.handoff import Handoff
@@ -177,12 +179,41 @@ class PolicyContext:
 
 
 class Policy(BaseModel):
-    """Base of every policy: fields are parameters; internal state uses private attributes."""
+    """Base of every policy: fields are parameters; internal state uses private attributes.
+
+    Every parameter must be finite: a NaN or infinite float anywhere in a field (inside
+    mappings, lists and nested models too) is refused with the field's dotted location.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
 
+    @model_validator(mode="after")
+    def _parameters_are_finite(self) -> Policy:
+        for loc, value in _floats(self, ()):
+            if not math.isfinite(value):
+                raise ValidationError.from_exception_data(
+                    type(self).__name__, [{"type": "finite_number", "loc": loc, "input": value}])
+        return self
+
     def setup(self, context: PolicyContext) -> None:
         """Called once before the simulation starts; default does nothing."""
+
+
+def _floats(value: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], float]]:
+    """Every float in a policy's parameters (fields of nested models, mapping keys and values,
+    sequence items) with its location."""
+    if isinstance(value, (float, np.floating)):
+        yield loc, float(value)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _floats(getattr(value, name), (*loc, name))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _floats(key, (*loc, key))
+            yield from _floats(item, (*loc, key))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for index, item in enumerate(value):
+            yield from _floats(item, (*loc, index))
 
 
 @runtime_checkable

@@ -13,8 +13,11 @@ A baseline is a JSON file, one per experiment (``experiments/baselines/<name>.js
 ``metrics`` holds every numeric summary value (dotted, as in ``results.csv``)
 except wall-clock ones. A metric passes when both values are null, or when
 ``|current - baseline| <= max(abs, rel * |baseline|)``. A metric of the
-baseline that the run no longer reports is a regression; new metrics are not.
-``update_baseline`` rewrites the values and keeps the tolerances.
+baseline that the run no longer reports is a regression, and so is a metric
+the run reports that the baseline lacks (the baseline is stale: re-baseline
+with ``--update``). ``updated`` rewrites the values and keeps the tolerances.
+A baseline file with another shape (unknown keys, no ``metrics``, a value that
+is not a finite number or null) is bad input, not a regression.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from simulator.errors import ConfigError, ServesimError, located
 from simulator.sweep_tables import flatten_metrics
 
 FORMAT = "servesim-baseline/1"
+KEYS = ("format", "experiment", "overrides", "servesim", "tolerances", "metrics")
 DEFAULT_TOLERANCE = {"rel": 1e-6, "abs": 1e-9}
 
 
@@ -97,7 +101,7 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        return not self.differences
+        return not self.differences and not self.new_metrics
 
 
 def load_baseline(path: Path) -> Baseline:
@@ -107,15 +111,32 @@ def load_baseline(path: Path) -> Baseline:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ServesimError(located(path, "", "baseline not found; create it with --update")) from None
+    except UnicodeDecodeError:
+        raise ServesimError(located(path, "", "not UTF-8 text; expected a JSON baseline file")) from None
     except json.JSONDecodeError as err:
         raise ServesimError(located(path, f"line {err.lineno}", f"invalid JSON: {err.msg}")) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ServesimError(located(path, "format", f"expected \"{FORMAT}\""))
-    for key, kind in (("experiment", str), ("metrics", dict), ("tolerances", dict), ("overrides", list)):
-        if not isinstance(data.get(key, [] if key == "overrides" else {}), kind):
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ServesimError(located(path, unknown[0], f"unknown key; a baseline holds {', '.join(KEYS)}"))
+    for key, kind in (("experiment", str), ("metrics", dict), ("tolerances", dict), ("overrides", list),
+                      ("servesim", str)):
+        if key in data and not isinstance(data[key], kind):
             raise ServesimError(located(path, key, f"expected a {kind.__name__}"))
     if "experiment" not in data:
         raise ServesimError(located(path, "experiment", "missing: the experiment file this baseline is for"))
+    if not data["experiment"].strip() or "\0" in data["experiment"]:
+        raise ServesimError(located(path, "experiment", "expected the path of an experiment file"))
+    if "metrics" not in data:
+        raise ServesimError(located(path, "metrics", "missing: the metric values; re-create it with --update"))
+    for index, override in enumerate(data.get("overrides", [])):
+        if not isinstance(override, str):
+            raise ServesimError(located(path, f"overrides.{index}", "expected a KEY=VALUE string"))
+    for metric, value in data["metrics"].items():
+        if value is not None and not _number(value):
+            raise ServesimError(located(path, f"metrics.{metric}",
+                                        f"expected a finite number or null, got {json.dumps(value)[:40]}"))
     _check_tolerances(path, data.get("tolerances", {}))
     return Baseline(path, (path.parent / data["experiment"]).resolve(), list(data.get("overrides", [])),
                     dict(data.get("tolerances", {})), dict(data["metrics"]), str(data.get("servesim", "?")))

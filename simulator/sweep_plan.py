@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from simulator.config import ExperimentConfig, apply_override, resolve, resolved_dict, validate
 from simulator.errors import ConfigError, ServesimError
 from simulator.hardware import DEFAULT_CATALOG
@@ -48,20 +50,34 @@ class ExperimentSource:
             apply_override(data, override, path)
         return cls(path, data)
 
-    def with_values(self, values: Mapping[str, Any]) -> ExperimentSource:
-        """A copy with each dotted key set to its value (as ``--set`` would)."""
+    def with_values(self, values: Mapping[str, Any], label: str = "sweep key") -> ExperimentSource:
+        """A copy with each dotted key set to its value (as ``--set`` would).
+
+        Values are plain data (numbers, strings, booleans, None, lists and mappings; numpy
+        scalars and arrays are taken as numbers and lists); errors name ``label`` and the key.
+        """
         data = copy.deepcopy(self.data)
         for key, value in values.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{self.path}: {label} {key!r}: expected a dotted key (a string)")
             try:
-                apply_override(data, f"{key}={json.dumps(value)}", self.path)
+                text = json.dumps(value, default=_plain_data)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{self.path}: {label} '{key}': {err}") from None
+            try:
+                apply_override(data, f"{key}={text}", self.path)
             except ConfigError as err:
-                raise ConfigError(f"{self.path}: sweep key '{key}': {_reason(err)}") from None
+                raise ConfigError(f"{self.path}: {label} '{key}': {_reason(err)}") from None
         return ExperimentSource(self.path, data)
 
     @property
     def spec(self) -> SweepSpec:
-        """The file's own ``sweep:`` block."""
-        return spec_from_mapping(self.data.get("sweep"), f"{self.path}: sweep")
+        """The file's own ``sweep:`` block; raises ``ConfigError`` unless it is a mapping (or absent)."""
+        sweep = self.data.get("sweep")
+        if sweep is not None and not isinstance(sweep, Mapping):
+            raise ConfigError(f"{self.path}: sweep: expected a mapping of dotted key paths to lists of "
+                              f"values, got {type(sweep).__name__}")
+        return spec_from_mapping(sweep, f"{self.path}: sweep")
 
     @property
     def name(self) -> str:
@@ -134,6 +150,16 @@ def check_policies(config: ExperimentConfig, path: Path) -> None:
     for registry, section in ((ROUTERS, "router"), (BATCH_POLICIES, "batching"),
                               (ADMISSION_POLICIES, "admission")):
         registry.create(getattr(config.policies, section), f"{path}: policies.{section}")
+
+
+def _plain_data(value: Any) -> Any:
+    """numpy scalars and arrays as plain numbers and lists (``json.dumps``'s fallback)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"a value of type {type(value).__name__} is not plain data; expected numbers, strings, "
+                    "booleans, None, lists or mappings")
 
 
 def _reason(err: ServesimError, path: Path | None = None) -> str:

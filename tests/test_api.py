@@ -66,3 +66,44 @@ def test_compare_and_report_of_several_runs(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "cmp")]) == 0  # a sweep-like folder
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda exp: api.load(None), "load(path): expected the path of an experiment file"),
+    (lambda exp: api.load(exp.source.path, ["a=1"]), "load(overrides): expected a mapping"),
+    (lambda exp: exp.set({"policies.router": object()}), "set key 'policies.router': a value of type object"),
+    (lambda exp: exp.sweep(grid={RATE: "48"}), f"sweep(grid=...): '{RATE}': expected a list of values, got str"),
+    (lambda exp: exp.sweep(grid={"seed": 5}), "sweep(grid=...): 'seed': expected a list of values, got int"),
+    (lambda exp: exp.sweep(grid=[1, 2]), "sweep(grid=...): expected a mapping of dotted keys to lists"),
+    (lambda exp: exp.sweep(zip=[5]), "sweep(zip[0]): expected a mapping"),
+    (lambda exp: exp.sweep(seeds=[-1]), "sweep(seeds=...): seeds must be non-negative integers"),
+    (lambda exp: exp.sweep(workers=0), "workers=0: expected a positive number of workers"),
+    (lambda exp: exp.sweep(backend="nope"), "sweep(backend='nope'): expected one of local, ray"),
+    (lambda exp: exp.capacity(grid={RATE: "48"}), f"capacity(grid=...): '{RATE}': expected a list of values"),
+    (lambda exp: api.compare({}), "compare(runs): expected a non-empty mapping"),
+], ids=["load-None", "load-list", "set-object", "grid-string", "grid-int", "grid-list", "zip-int",
+        "seeds-negative", "workers-0", "backend", "capacity-grid-string", "compare-empty"])
+def test_bad_api_arguments_raise_servesim_errors_naming_the_argument(tmp_path: Path, call, message) -> None:
+    exp = api.load(write_small(tmp_path))
+    with pytest.raises(ServesimError) as caught:
+        call(exp)
+    assert message in str(caught.value)
+    assert "--" not in str(caught.value)  # names the API's argument, not a command-line flag
+
+
+def test_plot_cdf_of_an_unknown_metric_is_a_servesim_error(tmp_path: Path) -> None:
+    run = api.load(write_small(tmp_path), {"workload.num_requests": 20}).run()
+    with pytest.raises(ServesimError, match=r"plot_cdf\('nope'\): expected one of ttft_s, tpot_s"):
+        run.plot_cdf("nope")
+
+
+def test_a_failed_sweep_or_capacity_search_leaves_no_temporary_folder(tmp_path: Path, monkeypatch) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    exp = api.load(write_small(tmp_path), {"workload.num_requests": 20})
+    with pytest.raises(ServesimError, match="sweep key 'foo.bar'"):
+        exp.sweep(grid={"foo.bar": [1, 2]})
+    with pytest.raises(ServesimError, match="capacity target"):
+        exp.capacity(target=5)
+    assert list(scratch.iterdir()) == []

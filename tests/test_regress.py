@@ -63,3 +63,47 @@ def test_malformed_baselines_are_one_line_errors(tmp_path: Path, capsys, content
     assert main(["regress", "--baseline", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def _small_baseline(tmp_path: Path) -> tuple[Path, dict]:
+    """A fresh baseline of the small experiment (written by --update) and its data."""
+    exp = write_small(tmp_path)
+    baseline = tmp_path / "baselines" / "small.json"
+    assert main(["regress", str(exp), "--baseline", str(baseline), "--update"]) == 0
+    return baseline, json.loads(baseline.read_text())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("metrics"), "metrics: missing"),
+    (lambda d: d["metrics"].update({"ttft_s.p99": "fast"}), 'metrics.ttft_s.p99: expected a finite number or null, got "fast"'),
+    (lambda d: d["metrics"].update({"ttft_s.p99": float("nan")}), "metrics.ttft_s.p99: expected a finite number or null"),
+    (lambda d: d.update({"metrix": {}}), "metrix: unknown key"),
+    (lambda d: d.update({"overrides": [5]}), "overrides.0: expected a KEY=VALUE string"),
+], ids=["no-metrics", "string-metric", "nan-metric", "unknown-key", "non-string-override"])
+def test_a_malformed_baseline_is_bad_input_not_a_regression(tmp_path: Path, capsys, change, message) -> None:
+    baseline, data = _small_baseline(tmp_path)
+    change(data)
+    baseline.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["regress", "--baseline", str(baseline)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{baseline}: {message}" in err, err
+
+
+def test_a_baseline_that_is_not_utf8_is_one_line_error(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "b.json"
+    path.write_bytes(b'{"format": "\xff\xfe"}')
+    assert main(["regress", "--baseline", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}: not UTF-8" in err, err
+
+
+def test_a_metric_the_baseline_lacks_fails_the_gate(tmp_path: Path, capsys) -> None:
+    baseline, data = _small_baseline(tmp_path)
+    del data["metrics"]["ttft_s.p99"]
+    baseline.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["regress", "--baseline", str(baseline)]) == 1
+    out = capsys.readouterr().out
+    assert "small: REGRESSION" in out
+    assert "metric ttft_s.p99 is not in the baseline; re-baseline with --update" in out

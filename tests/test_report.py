@@ -106,3 +106,78 @@ def test_ecdf_is_thinned_but_keeps_the_ends() -> None:
 
 def test_docs_page_holds_the_report_definitions() -> None:
     assert DEFINITIONS_MD in DOCS.read_text()
+
+
+# ------------------------------------------------------- damaged folders: one line, exit 2
+def _cut_mid_row(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _drop_last_row(path: Path) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))
+
+
+DAMAGED_RUNS = {
+    "summary-list": ("summary.json", lambda p: p.write_text("[1]"), "summary.json: expected a JSON object"),
+    "summary-not-utf8": ("summary.json", lambda p: p.write_bytes(b'{"experiment": "\xff"}'), "summary.json: not UTF-8"),
+    "summary-section-text": ("summary.json",
+                             lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "slo": {"ttft_s": "x"}})),
+                             "summary.json: slo.ttft_s: expected a number or null"),
+    "requests-other-columns": ("requests.csv", lambda p: p.write_text("a,b\n1,2\n"),
+                               "requests.csv: line 1: missing columns status, arrival_s"),
+    "requests-cut-mid-row": ("requests.csv", _cut_mid_row, "requests.csv: the last row is cut off"),
+    "requests-cut-at-line-end": ("requests.csv", _drop_last_row, "requests.csv: 3 requests, but summary.json counts 4"),
+    "requests-text-cell": ("requests.csv", lambda p: p.write_text(p.read_text().replace(",0.0,", ",soon,", 1)),
+                           "requests.csv: line 2: column arrival_s: expected a number, got 'soon'"),
+    "timeseries-garbage": ("timeseries.csv", lambda p: p.write_text("garbage,x\n1,2\n"),
+                           "timeseries.csv: line 1: missing columns time_s, instance_id"),
+    "timeseries-cut": ("timeseries.csv", lambda p: p.write_text("time_s,instance_id,kv_utilization,num_waiting,"
+                                                                 "num_running\n0,0,0.5,1,2\n1,0,0.5"),
+                       "timeseries.csv: the last row is cut off"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_RUNS))
+def test_report_of_a_damaged_run_folder_is_one_line_naming_the_file(tmp_path: Path, capsys, name: str) -> None:
+    from simulator.cli import main
+
+    write_run(tmp_path, ["finished", "finished", "rejected", "finished"])
+    filename, damage, message = DAMAGED_RUNS[name]
+    if filename == "timeseries.csv":
+        (tmp_path / filename).write_text("")
+    damage(tmp_path / filename)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "report.md").exists()
+
+
+DAMAGED_SWEEPS = {
+    "manifest-empty": ("sweep.json", lambda p: p.write_text("{}"), "sweep.json: keys: expected the list of varied keys"),
+    "manifest-list": ("sweep.json", lambda p: p.write_text("[]"), "sweep.json: expected a JSON object"),
+    "results-other-columns": ("results.csv", lambda p: p.write_text("a,b\n1,2\n"),
+                              "results.csv: line 1: missing columns point, label, seed, run, status, error"),
+    "points-cut-mid-row": ("points.csv", _cut_mid_row, "points.csv: the last row is cut off"),
+    "points-text-metric": ("points.csv", lambda p: p.write_text(p.read_text().replace("\n0,", "\nzero,", 1)),
+                           "points.csv: line 2: column point: expected a number, got 'zero'"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_SWEEPS))
+def test_report_of_a_damaged_sweep_folder_is_one_line_naming_the_file(tmp_path: Path, capsys, name: str) -> None:
+    from simulator.cli import main
+    from simulator.report.sweep_report import write_comparison
+
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        write_run(tmp_path / run, ["finished", "finished", "rejected", "finished"])
+    folder = tmp_path / "cmp"
+    write_comparison([tmp_path / "a", tmp_path / "b"], folder)
+    (folder / "report.md").unlink()
+    filename, damage, message = DAMAGED_SWEEPS[name]
+    damage(folder / filename)
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (folder / "report.md").exists()

@@ -62,6 +62,17 @@ def test_malformed_sweep_blocks_are_config_errors(bad, message) -> None:
         spec_from_mapping(bad)
 
 
+@pytest.mark.parametrize("block", ["hello", "[1, 2]"])
+def test_a_sweep_block_that_is_not_a_mapping_is_one_line_naming_the_file(tmp_path: Path, capsys, block) -> None:
+    exp = write_small(tmp_path)
+    out = tmp_path / "out"
+    code = main(["sweep", str(exp), "-o", str(out), "--set", f"sweep={block}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{exp}: sweep: expected a mapping of dotted key paths to lists" in err
+    assert not out.exists()
+
+
 def test_invalid_key_fails_before_any_run_naming_the_key(tmp_path: Path, capsys) -> None:
     exp = write_small(tmp_path)
     out = tmp_path / "out"

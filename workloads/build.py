@@ -11,6 +11,7 @@ adding a source leaves the others' requests unchanged.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,13 +51,16 @@ def build_workload(config: WorkloadConfig, rng: np.random.Generator, base_dir: P
     limits = Limits(config.num_requests, config.duration_s)
     sources = config.source_list()
     if config.sources is None:
-        return Workload(_within_time(_source(sources[0], "", rng, limits, config, Path(base_dir),
-                                             max_context_tokens, stats)), stats)
-    streams = [_source(source, source.name or f"source{index}", child,
-                       Limits(source.num_requests, source.duration_s), config, Path(base_dir), max_context_tokens,
-                       stats)
-               for index, (source, child) in enumerate(zip(sources, rng.spawn(len(sources)), strict=True))]
-    return Workload(_within_time(_limited(heapq.merge(*streams, key=_arrival), limits)), stats)
+        return Workload(_not_empty(_within_time(_source(sources[0], "", rng, limits, config, Path(base_dir),
+                                                        max_context_tokens, stats)), "workload", limits), stats)
+    streams = []
+    for index, (source, child) in enumerate(zip(sources, rng.spawn(len(sources)), strict=True)):
+        source_limits = Limits(source.num_requests, source.duration_s)
+        streams.append(_not_empty(_source(source, source.name or f"source{index}", child, source_limits, config,
+                                          Path(base_dir), max_context_tokens, stats),
+                                  f"workload.sources.{index}", source_limits))
+    return Workload(_not_empty(_within_time(_limited(heapq.merge(*streams, key=_arrival), limits)), "workload",
+                               limits), stats)
 
 
 def _source(source: SourceConfig, name: str, rng: np.random.Generator, limits: Limits, config: WorkloadConfig,
@@ -100,6 +104,25 @@ def _within_time(items: Iterator[WorkItem]) -> Iterator[WorkItem]:
                               f"{MAX_ARRIVAL_S:g} s (about 31 years) servesim simulates; check the arrival rate "
                               "or the trace's time unit")
         yield item
+
+
+def _not_empty(items: Iterator[WorkItem], where: str, limits: Limits) -> Iterator[WorkItem]:
+    """``items``, or a ``ConfigError`` naming ``where`` when the stream holds no work at all.
+
+    Every source is checked alike (a trace that keeps no rows fails earlier, naming its file):
+    a run with nothing to replay would only write a summary of nulls.
+    """
+    first = next(items, None)
+    if first is None:
+        bounds = []
+        if limits.num_requests is not None:
+            bounds.append(f"num_requests: {limits.num_requests} (a session or closed-loop client counts whole, "
+                          "with all its calls)")
+        if limits.duration_s is not None:
+            bounds.append(f"duration_s: {limits.duration_s:g} (nothing arrives before it)")
+        raise ConfigError(f"{where}: no requests left to replay" +
+                          (f" within {' and '.join(bounds)}; raise the limit" if bounds else ""))
+    return itertools.chain([first], items)
 
 
 def _arrival(item: WorkItem) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from policies.routing.load import LoadMetric, instance_load
 from simulator.policy_api import ROUTERS, InstanceView, Policy, PolicyContext, RequestView
@@ -37,7 +37,7 @@ class PowerOfTwoChoices(Policy):
     """Samples ``choices`` distinct instances at random and joins the least loaded of them."""
 
     load: LoadMetric = "requests"
-    choices: int = 2
+    choices: int = Field(2, ge=1)
     _rng = PrivateAttr(None)
 
     def setup(self, context: PolicyContext) -> None:

@@ -33,6 +33,8 @@ stretch, so fast-forward runs stay equal to stepping.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, PrivateAttr
 
 from policies.batching.continuous import ContinuousBatching
@@ -43,7 +45,7 @@ from simulator.policy_api import BATCH_POLICIES, RequestView, SchedulerView, Ste
 class AgentFairShare(ContinuousBatching):
     """``vllm`` continuous batching with waiting calls ordered by tenant virtual token counters."""
 
-    weights: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     input_weight: float = Field(default=1.0, ge=0)
     output_weight: float = Field(default=2.0, ge=0)
     continuing_first: bool = True

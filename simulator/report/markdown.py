@@ -1,7 +1,8 @@
 """The report of one run (``report.md`` and ``report.html``), built from its output folder alone.
 
 ``write_report`` reads ``summary.json``, ``requests.csv`` and, when present,
-``timeseries.csv`` - never the simulator - so any finished run folder can be
+``timeseries.csv`` (through ``simulator.report.files``, which refuses damaged
+files with one line) - never the simulator - so any finished run folder can be
 re-reported later, by ``servesim report DIR`` or from a notebook. The report is
 one ``Document`` rendered as Markdown (figures linked) and as a standalone HTML
 page (figures embedded). Every file is written under a temporary name and moved
@@ -10,28 +11,27 @@ into place, so a crash never leaves half a report.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from simulator import atomic
-from simulator.errors import ServesimError, located
 from simulator.metrics.summary import add_latency_columns
 from simulator.report import figures
 from simulator.report.definitions import DEFINITIONS_MD
 from simulator.report.document import Document
+from simulator.report.files import REQUEST_COLUMNS as _CSV_COLUMNS
+from simulator.report.files import read_requests, read_summary, read_timeseries
+
+__all__ = ["build_document", "energy_cost_rows", "read_completed_requests", "read_summary", "read_timeseries",
+           "render_markdown", "write_report"]
 
 FIGURES = {"ttft_cdf.png": ("ttft_s", "TTFT"), "tpot_cdf.png": ("tpot_s", "TPOT"),
            "e2e_cdf.png": ("e2e_s", "E2E latency")}
 TIMESERIES_FIGURE = "timeseries.png"
 LATENCY_ROWS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("tbt_s", "TBT"),
                 ("e2e_s", "E2E latency"), ("queue_s", "Queueing delay"))
-# Only what the figures need: a multi-million-row requests.csv then reads quickly.
-_NOT_A_RUN = "not found; is this a `servesim run` output folder?"
-_CSV_COLUMNS = ("status", "arrival_s", "first_scheduled_s", "first_token_s", "last_token_s",
-                "finish_s", "generated_tokens")
 
 
 def write_report(out_dir: Path) -> Path:
@@ -41,7 +41,8 @@ def write_report(out_dir: Path) -> Path:
     """
     out_dir = Path(out_dir)
     summary = read_summary(out_dir / "summary.json")
-    completed = read_completed_requests(out_dir / "requests.csv")
+    arrived = (summary.get("requests") or {}).get("arrived")
+    completed = read_completed_requests(out_dir / "requests.csv", arrived if isinstance(arrived, int) else None)
     for filename, (column, name) in FIGURES.items():
         slo_s = (summary.get("slo") or {}).get(column)
         figures.save_png(figures.latency_cdf(completed[column].to_numpy(), name=name, slo_s=slo_s),
@@ -55,35 +56,9 @@ def write_report(out_dir: Path) -> Path:
     return atomic.write_text(out_dir / "report.md", document.to_markdown())
 
 
-def read_timeseries(path: Path) -> pd.DataFrame | None:
-    """The run's ``timeseries.csv``, or None when the run did not sample."""
-    if not Path(path).is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except (ValueError, pd.errors.ParserError) as err:
-        raise ServesimError(located(path, "", f"unreadable time series: {err}")) from None
-
-
-def read_summary(path: Path) -> dict[str, Any]:
-    """The parsed ``summary.json``; a missing or malformed file is a ``ServesimError``."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ServesimError(located(path, "", _NOT_A_RUN)) from None
-    except json.JSONDecodeError as err:
-        where = f"line {err.lineno}"
-        raise ServesimError(located(path, where, f"invalid JSON: {err.msg}")) from None
-
-
-def read_completed_requests(path: Path) -> pd.DataFrame:
-    """Completed rows of ``requests.csv`` with the latency columns added."""
-    try:
-        frame = pd.read_csv(path, usecols=list(_CSV_COLUMNS))
-    except FileNotFoundError:
-        raise ServesimError(located(path, "", _NOT_A_RUN)) from None
-    except ValueError as err:  # pandas reports missing columns this way
-        raise ServesimError(located(path, "", f"unreadable request table: {err}")) from None
+def read_completed_requests(path: Path, expected_rows: int | None = None) -> pd.DataFrame:
+    """Completed rows of ``requests.csv`` with the latency columns added (a damaged table is refused)."""
+    frame = read_requests(path, _CSV_COLUMNS, expected_rows)
     frame = frame[frame["status"] == "finished"]
     return add_latency_columns(frame)
 

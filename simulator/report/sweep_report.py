@@ -12,7 +12,6 @@ same way. Nothing here imports the engine.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from simulator import __version__, atomic
-from simulator.errors import ServesimError, located
 from simulator.report import figures
 from simulator.report.comparison import COMPARED, ENERGY_COST, Layout, delta_rows, point_rows
 from simulator.report.definitions import DEFINITIONS_MD
 from simulator.report.document import Document
+from simulator.report.files import read_sweep_manifest, read_sweep_tables, read_table
 from simulator.report.markdown import read_completed_requests, read_summary, read_timeseries
 from simulator.sweep import check_sweep_dir
 from simulator.sweep_spec import short_key
@@ -66,16 +65,11 @@ def write_sweep_report(sweep_dir: Path) -> Path:
 
 
 def read_sweep(sweep_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """``sweep.json``, ``results.csv`` and ``points.csv`` of a sweep folder."""
-    manifest_path = sweep_dir / "sweep.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        results = pd.read_csv(sweep_dir / "results.csv", keep_default_na=False, na_values=[""])
-        points = pd.read_csv(sweep_dir / "points.csv", keep_default_na=False, na_values=[""])
-    except FileNotFoundError as err:
-        raise ServesimError(located(err.filename, "", "not found; is this a `servesim sweep` folder?")) from None
-    except (json.JSONDecodeError, ValueError) as err:
-        raise ServesimError(located(sweep_dir, "", f"unreadable sweep tables: {err}")) from None
+    """``sweep.json``, ``results.csv`` and ``points.csv`` of a sweep folder (damaged ones refused)."""
+    sweep_dir = Path(sweep_dir)
+    manifest = read_sweep_manifest(sweep_dir / "sweep.json")
+    layout = Layout.of(manifest["keys"], (manifest.get("capacity") or {}).get("rate_key"))
+    results, points = read_sweep_tables(sweep_dir, manifest["keys"], layout.x_key)
     return manifest, results, points
 
 
@@ -117,7 +111,7 @@ def _capacity_section(doc: Document, sweep_dir: Path, info: dict[str, Any]) -> N
     path = sweep_dir / "capacity.csv"
     if not path.is_file():
         return
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table = read_table(path, "a capacity.csv (one row per configuration)", "not found", text=None)
     doc.heading(f"Capacity: highest rate with SLO attainment ≥ {info.get('target')}")
     doc.paragraph(f"Searched over `{info.get('rate_key')}` by bracketing and bisection; attainment is the mean "
                   "over seeds. *found*: bracketed; *above_range*/*below_range*: never missed/met the target.")

@@ -1,0 +1,91 @@
+"""More bad input that must be one line and exit code 2 (or a ``ServesimError`` from Python).
+
+Policy parameters without bounds that the runs cannot use (``power_of_two``'s
+``choices`` below 1, NaN and infinities anywhere in a policy's parameters, AFS
+weights that are not positive) are refused by ``validate`` already; workloads
+that leave nothing to replay fail like a trace that keeps no rows, instead of
+writing a summary of nulls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+from pydantic import BaseModel
+
+from experiment_files import write_small
+from simulator.cli import main
+from simulator.policy_api import Policy
+
+
+def cli(capsys, *argv: object) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err.strip()
+
+
+# ---------------------------------------------------------------- policy parameters
+@pytest.mark.parametrize("setting, message", [
+    ("policies.router={name: power_of_two, choices: 0}", "policies.router: choices: Input should be greater than or equal to 1"),
+    ("policies.router={name: power_of_two, choices: -1}", "policies.router: choices: Input should be greater than or equal to 1"),
+    ("policies.controller={name: llumnix, threshold: .nan}", "policies.controller: threshold: Input should be a finite number"),
+    ("policies.controller={name: llumnix, scaling: {scale_up_below: -.inf}}",
+     "policies.controller: scaling.scale_up_below: Input should be a finite number"),
+    ("policies.batching={name: afs, weights: {a: .inf}}", "policies.batching: weights.a: Input should be a finite number"),
+    ("policies.batching={name: afs, weights: {a: 0}}", "policies.batching: weights.a: Input should be greater than 0"),
+    ("policies.batching={name: afs, weights: {a: -1}}", "policies.batching: weights.a: Input should be greater than 0"),
+], ids=["p2-choices-0", "p2-choices-neg", "llumnix-threshold-nan", "scaling-inf", "afs-weight-inf", "afs-weight-0",
+        "afs-weight-neg"])
+def test_unusable_policy_parameters_fail_validation_naming_the_field(tmp_path: Path, capsys, setting, message) -> None:
+    exp = write_small(tmp_path)
+    code, err = cli(capsys, "validate", exp, "--set", setting)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{exp}: {message}" in err
+
+
+class _Inner(BaseModel):
+    level: float = 1.0
+
+
+class _Params(Policy):
+    values: dict[str, list[float]] = {}
+    inner: _Inner = _Inner()
+
+
+@pytest.mark.parametrize("params, loc", [
+    ({"values": {"a": [1.0, float("inf")]}}, ("values", "a", 1)),
+    ({"inner": {"level": float("nan")}}, ("inner", "level")),
+    ({"inner": {"level": "-inf"}}, ("inner", "level")),
+])
+def test_every_policy_refuses_non_finite_floats_anywhere_in_its_fields(params, loc) -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        _Params(**params)
+    error = caught.value.errors()[0]
+    assert error["type"] == "finite_number" and error["loc"] == loc
+    assert _Params(values={"a": [1.0, 2.5]}, inner={"level": -3}).inner.level == -3  # finite values pass
+
+
+# ------------------------------------------------------------------ empty workloads
+@pytest.mark.parametrize("workload, message", [
+    ({"closed_loop": {"clients": 4, "requests_per_client": 20, "think_time": {"dist": "exponential", "mean_s": 1},
+                      "lengths": {"profile": "azure-conv-2023"}}, "num_requests": 10},
+     "workload: no requests left to replay within num_requests: 10"),
+    ({"sessions": {"kind": "agent", "profile": "swe-agent", "calls_per_task": {"dist": "fixed", "value": 3},
+                   "arrivals": {"process": "poisson", "rate_per_s": 0.5}, "num_sessions": 3}, "num_requests": 2},
+     "workload: no requests left to replay within num_requests: 2"),
+    ({"generator": {"arrivals": {"process": "poisson", "rate_per_s": 10.0}, "lengths": {"profile": "azure-conv-2023"}},
+      "duration_s": 1e-6}, "workload: no requests left to replay within duration_s: 1e-06"),
+    ({"sources": [{"generator": {"arrivals": {"process": "poisson", "rate_per_s": 10.0},
+                                 "lengths": {"profile": "azure-conv-2023"}}, "duration_s": 1e-6},
+                  {"generator": {"arrivals": {"process": "poisson", "rate_per_s": 10.0},
+                                 "lengths": {"profile": "azure-conv-2023"}}}], "num_requests": 20},
+     "workload.sources.0: no requests left to replay within duration_s: 1e-06"),
+], ids=["closed-loop-overshoot", "agent-sessions-overshoot", "generator-tiny-duration", "one-empty-source"])
+def test_a_workload_with_nothing_to_replay_fails_before_writing(tmp_path: Path, capsys, workload, message) -> None:
+    exp = write_small(tmp_path, workload=workload)
+    out = tmp_path / "out"
+    code, err = cli(capsys, "run", exp, "-o", out)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert message in err
+    assert not out.exists()
