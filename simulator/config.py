@@ -272,11 +272,16 @@ def _check_policies(config: ExperimentConfig, path: Path) -> None:
             raise ConfigError(located(path, "policies.eviction", "orders workflows' retained KV; it needs a "
                                                                  "policies.workflow that retains some"))
         checks.append(("eviction", EVICTION_POLICIES))
+    instances = sum(group.count for group in config.cluster.instances)
     for field, registry in checks:
         try:
-            registry.create(getattr(policies, field), f"{path}: policies.{field}")
+            policy = registry.create(getattr(policies, field), f"{path}: policies.{field}")
         except RegistryError as err:
             raise ConfigError(str(err)) from None
+        problem = getattr(policy, "cluster_problem", None)
+        problem = problem(instances) if problem is not None else None
+        if problem:
+            raise ConfigError(located(path, f"policies.{field}", problem))
 
 
 def _kv_blocks(config: ExperimentConfig, model: ModelSpec, group: InstanceGroupConfig, gpu: GpuProfile,

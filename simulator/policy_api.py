@@ -198,6 +198,13 @@ class Policy(BaseModel):
     def setup(self, context: PolicyContext) -> None:
         """Called once before the simulation starts; default does nothing."""
 
+    def cluster_problem(self, num_instances: int) -> str | None:
+        """Why these parameters cannot work on a cluster of ``num_instances`` instances, or None.
+
+        Asked when an experiment is validated, so the error names the field before anything runs.
+        """
+        return None
+
 
 def _floats(value: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], float]]:
     """Every float in a policy's parameters (fields of nested models, mapping keys and values,

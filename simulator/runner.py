@@ -89,8 +89,14 @@ class Simulation:
                                                          f"{experiment.path}: policies.controller")
             self.controller.setup(self._context("controller", None))
             self._bind_cluster(self.controller)
-        self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir,
-                                       max_context_tokens=experiment.model.max_context_tokens)
+        try:
+            self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir,
+                                           max_context_tokens=experiment.model.max_context_tokens)
+        except ConfigError as err:
+            if not str(err).startswith("workload"):
+                raise
+            # The workload names the field it found wrong; say which experiment file holds it.
+            raise ConfigError(located(experiment.path, "", str(err))) from None
         interval = config.sim.sample_interval_s
         self.sampler = None if interval is None else TimeSeriesSampler(self.env, self.cluster.instances, interval,
                                                                      config.sim.max_samples)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from experiment_files import write_small
@@ -87,5 +88,18 @@ def test_a_workload_with_nothing_to_replay_fails_before_writing(tmp_path: Path, 
     out = tmp_path / "out"
     code, err = cli(capsys, "run", exp, "-o", out)
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert message in err
+    assert message in err and exp.name in err  # the field, and the file that holds it
     assert not out.exists()
+
+
+@pytest.mark.parametrize("field", ["min_instances", "max_instances", "initial_instances"])
+def test_an_auto_scaling_count_beyond_the_cluster_is_refused_naming_the_field(tmp_path: Path, capsys,
+                                                                             field: str) -> None:
+    exp = write_small(tmp_path)
+    data = yaml.safe_load(exp.read_text())
+    count = sum(group["count"] for group in data["cluster"]["instances"])
+    data.setdefault("policies", {})["controller"] = {"name": "llumnix", "scaling": {field: count + 1}}
+    exp.write_text(yaml.safe_dump(data))
+    code, err = cli(capsys, "validate", exp)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"policies.controller: scaling.{field}: {count + 1} exceeds the cluster's {count} instances" in err

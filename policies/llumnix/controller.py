@@ -45,6 +45,9 @@ class LlumnixController(Policy):
 
     _actions: ClusterActions | None = PrivateAttr(None)
 
+    def cluster_problem(self, num_instances: int) -> str | None:
+        return None if self.scaling is None else self.scaling.cluster_problem(num_instances)
+
     def bind_cluster(self, actions: ClusterActions) -> None:
         self._actions = actions
         if self.migration:

@@ -46,6 +46,15 @@ class ScalingSettings(BaseModel):
         return self
 
 
+    def cluster_problem(self, num_instances: int) -> str | None:
+        """A count beyond the cluster's instances (the pool cannot grow past them), or None."""
+        for name in ("min_instances", "max_instances", "initial_instances"):
+            value = getattr(self, name)
+            if value is not None and value > num_instances:
+                return f"scaling.{name}: {value} exceeds the cluster's {num_instances} instances"
+        return None
+
+
 class AutoScaler:
     """Applies ``ScalingSettings`` to a cluster through its actions."""
 
