@@ -60,17 +60,20 @@ class SweepSpec:
         factors += [[dict(zip(group, row)) for row in zip(*group.values())] for group in self.zips]
         return [_merge(combo) for combo in itertools.product(*factors)]
 
-    def with_grid(self, key: str, values: list[Any]) -> SweepSpec:
-        """A copy with ``key`` varied over ``values`` (``seed`` sets the replications)."""
+    def with_grid(self, key: str, values: list[Any], where: str | None = None) -> SweepSpec:
+        """A copy with ``key`` varied over ``values`` (``seed`` sets the replications).
+
+        ``where`` names the axis in errors (default: the ``--grid`` option).
+        """
         if key == SEED_KEY:
-            return SweepSpec(dict(self.grid), list(self.zips), _seeds(values, "--grid seed"))
+            return SweepSpec(dict(self.grid), list(self.zips), _seeds(values, where or f"--grid {key}"))
         grid = {k: v for k, v in self.grid.items() if k != key}
         grid[key] = list(values)
         return SweepSpec(grid, list(self.zips), list(self.seeds))
 
-    def with_zip(self, group: dict[str, list[Any]]) -> SweepSpec:
-        """A copy with one more zipped group."""
-        _check_zip(group, "--zip")
+    def with_zip(self, group: dict[str, list[Any]], where: str = "--zip") -> SweepSpec:
+        """A copy with one more zipped group (``where`` names it in errors)."""
+        _check_zip(group, where)
         return SweepSpec(dict(self.grid), [*self.zips, dict(group)], list(self.seeds))
 
 
@@ -82,9 +85,10 @@ def spec_from_mapping(sweep: Mapping[str, Any] | None, where: str = "sweep") -> 
             for index, group in enumerate(_as_list(values, f"{where}.zip")):
                 if not isinstance(group, Mapping):
                     raise ConfigError(f"{where}.zip.{index}: expected a mapping of keys to lists of values")
-                spec = spec.with_zip({k: _as_list(v, f"{where}.zip.{index}.{k}") for k, v in group.items()})
+                spec = spec.with_zip({k: _as_list(v, f"{where}.zip.{index}.{k}") for k, v in group.items()},
+                                     f"{where}.zip.{index}")
         else:
-            spec = spec.with_grid(key, _as_list(values, f"{where}.{key}"))
+            spec = spec.with_grid(key, _as_list(values, f"{where}.{key}"), f"{where}.{key}")
     return spec
 
 

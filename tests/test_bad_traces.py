@@ -58,6 +58,11 @@ def test_bad_csv_traces(tmp_path, text, expected):
     assert expected in failure(write(tmp_path / "bad.csv", text))
 
 
+def test_a_number_where_a_date_time_is_expected_is_shown_as_written(tmp_path):
+    message = failure(write(tmp_path / "bad.csv", HEADER + "0,5,1\n"), columns={"time_unit": "datetime"})
+    assert message.endswith("line 2: column 'arrived_at': 0 is not a date-time")
+
+
 def test_missing_column_of_a_known_format(tmp_path):
     path = write(tmp_path / "bad.csv", "arrived_at,num_prefill_tokens\n0,5\n")
     assert failure(path, format="vidur").endswith(

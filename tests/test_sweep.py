@@ -73,6 +73,19 @@ def test_a_sweep_block_that_is_not_a_mapping_is_one_line_naming_the_file(tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize("block, message", [
+    ("{seed: [a, b]}", "sweep.seed: seeds must be non-negative integers"),
+    ("{seed: [0, 0]}", "sweep.seed: seeds repeat"),
+    ("{zip: [{seed: [1]}]}", "sweep.zip.0: 'seed' cannot be zipped"),
+])
+def test_a_bad_axis_of_a_files_sweep_block_names_the_file_and_the_axis(tmp_path: Path, capsys, block,
+                                                                       message) -> None:
+    exp = write_small(tmp_path)
+    code = main(["sweep", str(exp), "-o", str(tmp_path / "out"), "--set", f"sweep={block}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"{exp}: {message}" in err, err
+
+
 def test_invalid_key_fails_before_any_run_naming_the_key(tmp_path: Path, capsys) -> None:
     exp = write_small(tmp_path)
     out = tmp_path / "out"

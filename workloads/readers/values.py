@@ -75,7 +75,8 @@ class Column:
         if bad.any():
             row = int(np.argmax(bad))
             raw = self.series.iloc[row]
-            problem = "empty" if pd.isna(raw) else f"{raw!r} is not a date-time"
+            shown = raw.item() if isinstance(raw, np.generic) else raw  # 0, not np.int64(0)
+            problem = "empty" if pd.isna(raw) else f"{shown!r} is not a date-time"
             raise self.fail(row, problem)
         return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
 
