@@ -304,6 +304,8 @@ def _links(catalog: Catalog, group: InstanceGroupConfig, gpu: GpuProfile, node: 
     intra = _lookup(catalog, "link", node.intra_node_link, None, path, f"{where} (node {node.name} intra_node_link)")
     inter = _lookup(catalog, "link", node.inter_node_link, None, path, f"{where} (node {node.name} inter_node_link)")
     host = _lookup(catalog, "link", node.host_link, None, path, f"{where} (node {node.name} host_link)")
+    # Not used by the cost model yet, but a node naming a CPU nobody profiled is a typo to report now.
+    _lookup(catalog, "cpu", node.host_cpu, None, path, f"{where} (node {node.name} host_cpu)")
     domain = node.nvlink_domain_gpus or node.gpus_per_node
     tp_link = None if group.tp == 1 else intra if group.tp <= domain else host if group.tp <= node.gpus_per_node else inter
     pp_link = None if group.pp == 1 else intra if gpus <= domain else host if gpus <= node.gpus_per_node else inter

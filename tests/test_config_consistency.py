@@ -2,8 +2,9 @@
 
 A key given twice in one YAML mapping (the last would silently win), tensor
 parallelism that does not divide the model's attention heads, a GPU whose idle
-power is not below its TDP, a node whose NVLink domain is larger than the node,
-and an eviction policy with no workflow retention for it to act on.
+power is not below its TDP, a node whose NVLink domain is larger than the node
+or whose host CPU nobody profiled, and an eviction policy with no workflow
+retention for it to act on.
 """
 
 from __future__ import annotations
@@ -66,4 +67,14 @@ def test_an_eviction_policy_needs_a_workflow_policy(tmp_path: Path) -> None:
     data = experiment_dict()
     data.setdefault("policies", {})["eviction"] = {"name": "lru"}
     with pytest.raises(ConfigError, match=r"policies.eviction.*needs a policies.workflow"):
+        load_experiment(write_experiment(tmp_path, data))
+
+
+def test_a_node_naming_an_unknown_host_cpu_is_refused(tmp_path: Path) -> None:
+    node = yaml.safe_load((CATALOG_ROOT / "nodes" / "dgx-h100.yaml").read_text())
+    node["name"], node["host_cpu"] = "my-node", "no-such-cpu"
+    (tmp_path / "my-node.yaml").write_text(yaml.safe_dump(node))
+    data = experiment_dict()
+    data["cluster"]["node"] = "my-node.yaml"
+    with pytest.raises(ConfigError, match=r"host_cpu.*no-such-cpu"):
         load_experiment(write_experiment(tmp_path, data))
