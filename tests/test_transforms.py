@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pydantic
 import pytest
 
 from simulator.engine.request import RequestSpec
 from simulator.engine.session import SessionSpec
 from workload_helpers import build, columns, config_error, run, sessions_of, shared, trace, write
+from workloads import WorkloadConfig
 
 HEADER = "arrived_at,num_prefill_tokens,num_decode_tokens,app\n"
 GEN = {"arrivals": {"process": "poisson", "rate_per_s": 10}, "lengths": {
@@ -145,6 +147,20 @@ def test_labels_on_sessions_and_by_source_and_kind():
                             {"when": {"kind": "conversation"}, "set": {"slo_class": "chat"}}]})
     assert {s.slo_class for s in sessions_of(items)} == {"chat"}
     assert {s.tenant for s in items if isinstance(s, RequestSpec)} == {"api"}
+
+
+@pytest.mark.parametrize("workload", [
+    {"generator": GEN, "num_requests": 10, "labels": [{"when": {"source": "api"}, "set": {"tenant": "x"}}]},
+    {"sources": [{"name": "chat", "generator": GEN}, {"generator": GEN}], "num_requests": 10,
+     "labels": [{"when": {"source": "api"}, "set": {"tenant": "x"}}]},
+])
+def test_a_label_rule_naming_no_source_is_refused(workload):
+    with pytest.raises(pydantic.ValidationError, match=r"when.source: 'api' names no source"):
+        WorkloadConfig.model_validate(workload)
+    # An unnamed source answers to source<index>.
+    renamed = {**workload, "labels": [{"when": {"source": "source1"}, "set": {"tenant": "x"}}]}
+    if "sources" in workload:
+        WorkloadConfig.model_validate(renamed)
 
 
 # --- mixing -------------------------------------------------------------------------------------

@@ -113,7 +113,20 @@ class WorkloadConfig(_Source):
         names = [source.name for source in self.source_list() if source.name is not None]
         if len(names) != len(set(names)):
             raise ValueError("source names must be unique")
+        self._label_sources_exist()
         return self
+
+    def _label_sources_exist(self) -> None:
+        """A rule's ``when.source`` must name a source (an unnamed one is ``source<index>``), or it never holds."""
+        sources = self.sources or []
+        known = [source.name or f"source{index}" for index, source in enumerate(sources)]
+        rule_lists = [("labels", self.labels)] + [(f"sources.{i}.labels", s.labels) for i, s in enumerate(sources)]
+        for where, rules in rule_lists:
+            for index, rule in enumerate(rules):
+                wanted = rule.when.source
+                if wanted is not None and wanted not in known:
+                    named = ", ".join(known) if known else "none: the workload has a single unnamed source"
+                    raise ValueError(f"{where}.{index}.when.source: {wanted!r} names no source (sources: {named})")
 
     def source_list(self) -> list[SourceConfig]:
         """The sources, a single direct source becoming a one-element list without limits of its own."""
