@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.errors import ConfigError, ProfileError, RegistryError, located
+from simulator.strict_numbers import refuse_booleans_as_numbers
 from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS, EVICTION_POLICIES,
                                 ROUTERS, WORKFLOW_POLICIES)
 from simulator.hardware import DEFAULT_CATALOG, Catalog, GpuProfile, LinkProfile, ModelSpec, NodeProfile
@@ -26,6 +27,11 @@ from workloads import WorkloadConfig
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        return refuse_booleans_as_numbers(cls, data)
 
 
 class InstanceGroupConfig(_Strict):

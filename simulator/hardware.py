@@ -17,6 +17,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.errors import ProfileError, located
+from simulator.strict_numbers import refuse_booleans_as_numbers
 from simulator.yaml_loading import condense_validation_error, read_yaml_mapping
 
 CATALOG_ROOT = Path(__file__).resolve().parent.parent / "hardware_profiles"
@@ -31,6 +32,11 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind: ClassVar[str] = ""
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        return refuse_booleans_as_numbers(cls, data)
     # Keys that name other profiles or describe the entry; they need no source.
     unsourced: ClassVar[frozenset[str]] = frozenset({"name", "description", "sources"})
 

@@ -37,6 +37,7 @@ from simulator.engine.links import Flow
 from simulator.engine.request import RequestStatus
 from simulator.engine.step import Refusal, StepBuilder, StepLimits, StepPlan
 from simulator.engine.workflow_kv import Workflow as WorkflowView
+from simulator.strict_numbers import refuse_booleans_as_numbers
 from simulator.registry import (ADMISSION_POLICIES, BATCH_POLICIES, CLUSTER_CONTROLLERS,
                                 EVICTION_POLICIES, ROUTERS, WORKFLOW_POLICIES)
 
@@ -186,6 +187,11 @@ class Policy(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        return refuse_booleans_as_numbers(cls, data)
 
     @model_validator(mode="after")
     def _parameters_are_finite(self) -> Policy:

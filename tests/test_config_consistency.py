@@ -1,5 +1,7 @@
 """Input that parses but contradicts itself or the hardware is refused with one line naming the field.
 
+A boolean where a number is expected (pydantic would read ``true`` as 1) is refused too.
+
 A key given twice in one YAML mapping (the last would silently win), tensor
 parallelism that does not divide the model's attention heads, a GPU whose idle
 power is not below its TDP, a node whose NVLink domain is larger than the node
@@ -78,3 +80,31 @@ def test_a_node_naming_an_unknown_host_cpu_is_refused(tmp_path: Path) -> None:
     data["cluster"]["node"] = "my-node.yaml"
     with pytest.raises(ConfigError, match=r"host_cpu.*no-such-cpu"):
         load_experiment(write_experiment(tmp_path, data))
+
+
+@pytest.mark.parametrize("path, message", [
+    (("workload", "generator", "arrivals", "rate_per_s"), "rate_per_s: expected a number, got the boolean true"),
+    (("cluster", "instances", 0, "count"), "count: expected a number, got the boolean true"),
+    (("policies", "batching", "max_num_seqs"), "max_num_seqs: expected a number, got the boolean true"),
+])
+def test_a_boolean_where_a_number_is_expected_is_refused(tmp_path: Path, path: tuple, message: str) -> None:
+    data = experiment_dict()
+    data.setdefault("policies", {}).setdefault("batching", {"name": "vllm"})
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = True
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(write_experiment(tmp_path, data))
+
+
+def test_booleans_are_still_booleans(tmp_path: Path) -> None:
+    data = experiment_dict()
+    data.setdefault("policies", {})["batching"] = {"name": "vllm", "chunked_prefill": True}
+    assert load_experiment(write_experiment(tmp_path, data)).config.policies.batching["chunked_prefill"] is True
+
+
+def test_a_profile_figure_given_as_a_boolean_is_refused(tmp_path: Path) -> None:
+    catalog = _profile_copy(tmp_path, "gpu", "h100-sxm", idle_w=True)
+    with pytest.raises(ProfileError, match="idle_w: expected a number, got the boolean true"):
+        catalog.get("gpu", "h100-sxm")

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from simulator.strict_numbers import refuse_booleans_as_numbers
 
 # Large enough for any real request, small enough that token arithmetic never overflows int64.
 TOKEN_CEILING = 2**31 - 1
@@ -30,6 +32,11 @@ class StrictModel(BaseModel):
     """Frozen, closed to unknown keys, and refusing NaN and infinities in floats."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        return refuse_booleans_as_numbers(cls, data)
 
 
 def tagged_union(key: str, members: dict[str, type[BaseModel]]) -> Any:
