@@ -118,3 +118,19 @@ def test_a_drained_instance_is_released_only_once_retained_kv_is_gone(tmp_path: 
     simulation.run()
     assert released == ["draining", "inactive"]
     assert kv.free_blocks == kv.total_blocks and kv.indexed_prefix((21, 22)) == 0
+
+
+def test_utilisation_is_over_provisioned_time_and_a_drain_at_time_zero_is_no_scale_down(tmp_path: Path) -> None:
+    rows = [(0.1 * k, 200, 20) for k in range(6)]
+    simulation = Simulation(three_instances(tmp_path, rows))
+    simulation.actions.drain_instance(2)  # the starting pool is instances 0 and 1
+    at(simulation, 0.3, lambda: simulation.actions.drain_instance(1))
+    result = simulation.run()
+    end = result.summary["sim"]["simulated_s"]
+    stats = simulation.instance_stats
+    provisioned = sum(s.active_s for s in stats)
+    assert stats[2].active_s == 0 and stats[0].active_s == pytest.approx(end)
+    assert result.summary["utilization"]["gpu_busy"] == pytest.approx(sum(s.busy_s for s in stats) / provisioned)
+    assert result.summary["utilization"]["kv_mean"] == pytest.approx(
+        sum(s.kv_usage_integral for s in stats) / provisioned)
+    assert result.summary["scaling"]["scale_downs"] == 1  # instance 1 at 0.3 s; instance 2 at 0 set the pool

@@ -103,7 +103,8 @@ class InstancePool:
         """Stop routing to an ACTIVE instance; it becomes INACTIVE once it holds nothing."""
         self._require(instance_id, InstanceState.ACTIVE, "drain")
         self._set(instance_id, InstanceState.DRAINING)
-        self.scale_downs += 1
+        if self.env.now > 0:  # a drain at time 0 sets the starting pool; it scales nothing down
+            self.scale_downs += 1
         done = self.env.event()
         if self._empty(instance_id):
             self._retire(instance_id, done)

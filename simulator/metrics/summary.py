@@ -237,14 +237,17 @@ def _goodput_sla(col: dict[str, np.ndarray], finished: np.ndarray, window_s: flo
 
 def _utilization(stats: RunStats) -> dict[str, float | None]:
     instances, span = stats.instances, stats.simulated_s
-    if not instances or span <= 0:
+    # Over the time each instance was provisioned (all of the run unless auto-scaled), as cost is:
+    # an instance that was switched off is neither busy nor idle capacity.
+    seconds = np.array([span if i.active_s is None else i.active_s for i in instances], dtype=np.float64)
+    if not instances or span <= 0 or seconds.sum() <= 0:
         return {"gpu_busy": None, "kv_mean": None, "kv_peak": None, "mfu": None, "mbu": None}
-    gpu_seconds = np.array([i.gpu_count * span for i in instances], dtype=np.float64)
-    peak_flops = float(np.dot([i.peak_flops_per_gpu for i in instances], gpu_seconds))
-    peak_bytes = float(np.dot([i.hbm_bytes_per_s_per_gpu for i in instances], gpu_seconds))
+    gpu_seconds = np.array([i.gpu_count for i in instances], dtype=np.float64) * seconds
+    peak_flops = float(np.sum(np.array([i.peak_flops_per_gpu for i in instances]) * gpu_seconds))
+    peak_bytes = float(np.sum(np.array([i.hbm_bytes_per_s_per_gpu for i in instances]) * gpu_seconds))
     return {
-        "gpu_busy": sum(i.busy_s for i in instances) / (len(instances) * span),
-        "kv_mean": float(np.mean([i.kv_usage_integral / span for i in instances])),
+        "gpu_busy": sum(i.busy_s for i in instances) / float(seconds.sum()),
+        "kv_mean": sum(i.kv_usage_integral for i in instances) / float(seconds.sum()),
         "kv_peak": max(i.kv_peak_fraction for i in instances),
         "mfu": _ratio(sum(i.flops for i in instances), peak_flops),
         "mbu": _ratio(sum(i.hbm_bytes for i in instances), peak_bytes),
