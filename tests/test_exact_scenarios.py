@@ -300,6 +300,27 @@ def test_horizon_during_a_fast_forward_run_records_its_tokens(tmp_path: Path) ->
     assert forwarded["last_token_s"] == pytest.approx(stepped["last_token_s"], rel=1e-9)
 
 
+def test_a_step_cut_by_the_horizon_counts_as_busy_until_the_horizon(tmp_path: Path) -> None:
+    """Steps of 0.25 s with work to do until 1.75 s; the horizon at 1.1 s cuts the step running from
+    1.0 s. The GPU was busy the whole 1.1 s, in stepping and in fast-forward (where the cut step
+    is inside a decode run) alike."""
+    for fast_forward in (False, True):
+        folder = tmp_path / str(fast_forward)
+        folder.mkdir()
+        experiment = build_experiment(
+            folder, model="llama-3.1-8b",
+            cluster={"node": "dgx-h100", "instances": [{"count": 1, "gpu": "h100-sxm", "tp": 1}]},
+            workload=trace_workload(folder, [(0.0, 64, 6)]),
+            batching={"name": "vllm", "chunked_prefill": False},
+            sim={"fast_forward": fast_forward, "sample_interval_s": None, "horizon_s": 1.1})
+        simulation = Simulation(experiment)
+        simulation.cluster.instances[0].cost_model = ConstantStepCost(0.25)
+        result = simulation.run()
+        assert result.summary["sim"]["steps"] == 4  # committed: ends at 0.25, 0.5, 0.75 and 1.0
+        assert simulation.instance_stats[0].busy_s == pytest.approx(1.1, rel=1e-12), fast_forward
+        assert result.summary["utilization"]["gpu_busy"] == pytest.approx(1.0, rel=1e-12)
+
+
 def test_horizon_at_the_end_of_a_fast_forward_run(tmp_path: Path) -> None:
     """Steps of 0.25 s: prefill ends at 0.25, decodes at 0.5, 0.75 and 1.0 = the horizon, when request 0
     (4 tokens) finishes. Fast-forward must record what stepping records."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import simpy
 
 from simulator.engine.departures import Departures, adopt
@@ -70,6 +71,7 @@ class Instance:
         self.tag = setup.tag
         self._wake = env.event()
         self._kv_accounted_s = 0.0
+        self._step_in_flight: tuple[StepPlan, float, float] | None = None  # (plan, start, duration)
         self._decode_run: DecodeRun | None = None
         self._run_ledger = RunLedger(stats, power.busy_energy_j, kv.total_blocks)  # decode runs' totals
         self.guards = Guards(self)
@@ -222,7 +224,9 @@ class Instance:
                 yield from self._execute_run(run)
                 continue
             duration = self.step_duration_s(plan)
+            self._step_in_flight = (plan, start, duration)
             yield self.env.timeout(duration)
+            self._step_in_flight = None
             self.commit(plan, start, self.env.now)
             self.guards.watch(plan)
 
@@ -284,13 +288,41 @@ class Instance:
             hook(run.plan, finished, float(run.ends_s[steps - 1]))
 
     def sync(self, now: float) -> None:
-        """Commit the steps of a run in progress that have ended by ``now`` (end of simulation)."""
+        """Commit the steps of a run in progress that have ended by ``now`` (end of simulation), and
+        account the busy part of the step then in flight."""
         run = self._decode_run
         if run is not None:
             steps = run.steps_ended_by(now)
             if steps:
                 self.commit_run(run, steps)
             self._decode_run = None
+            if steps < run.length:
+                start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])
+                flops, hbm_bytes = (float(work[steps]) if isinstance(work, np.ndarray) else float(work)
+                                    for work in (run.flops, run.hbm_bytes))  # an array, or one value for all steps
+                self._account_partial_step(start, now, float(run.durations_s[steps]), flops, hbm_bytes)
+        elif self._step_in_flight is not None:
+            plan, start, duration = self._step_in_flight
+            self._step_in_flight = None
+            flops, hbm_bytes = self.cost_model.work(plan.shape)
+            self._account_partial_step(start, now, duration, float(flops), float(hbm_bytes))
+
+    def _account_partial_step(self, start: float, now: float, duration: float, flops: float,
+                              hbm_bytes: float) -> None:
+        """A step cut by the end of the simulation: busy until ``now``, its work pro rata.
+
+        Its tokens are not committed (they would appear only at its end), but the GPU was
+        busy computing them: without this a run cut mid-step looked idle for that time.
+        """
+        busy = min(max(now - start, 0.0), duration)
+        if busy <= 0.0:
+            return
+        share = busy / duration if duration > 0 else 0.0
+        stats = self.stats
+        stats.busy_s += busy
+        stats.flops += flops * share
+        stats.hbm_bytes += hbm_bytes * share
+        stats.energy_j += self.power.busy_energy_j(busy, flops * share, hbm_bytes * share)
 
     def step_duration_s(self, plan: StepPlan) -> float:
         swap_s = self.host.transfer_time_s(plan.swap_bytes) if self.host is not None else 0.0

@@ -30,7 +30,7 @@ A request is *completed* when its last output token has been generated.
 | `goodput.requests_per_s` | completed requests meeting every SLO / window; with no SLO set, every completed request counts |
 | `goodput.tokens_per_s` | prompt plus output tokens of those requests / window |
 | `goodput_sla` | the Past-Future paper's goodput, set when `slo.max_tpot_s` (the largest allowed single inter-token gap) is: `tokens_per_s` = prompt plus output tokens of completed requests with TTFT ≤ `slo.ttft_s` (when set) and largest inter-token gap (`max_token_gap_s`) ≤ `slo.max_tpot_s`, per second of the window; `requests_per_s` = those requests / window; `attainment` = their fraction of arrived requests; null when `slo.max_tpot_s` is not set |
-| `utilization.gpu_busy` | Σ instance busy time / Σ instance provisioned time (the simulated time, or for an auto-scaled instance the time it was provisioned); an instance is busy while it runs an engine step |
+| `utilization.gpu_busy` | Σ instance busy time / Σ instance provisioned time (the simulated time, or for an auto-scaled instance the time it was provisioned); an instance is busy while it runs an engine step (a step cut by `sim.horizon_s` counts until the horizon, its FLOPs, bytes and energy pro rata) |
 | `utilization.kv_mean` | time-averaged fraction of KV-cache blocks in use, over every instance's provisioned time |
 | `utilization.kv_peak` | the highest fraction of KV-cache blocks in use on any instance at any time |
 | `utilization.mfu` | model FLOPs utilisation = Σ FLOPs executed / Σ (peak FLOP/s per GPU × GPUs × provisioned time) |
