@@ -57,6 +57,25 @@ def test_an_elementwise_kernel_with_its_own_curve_uses_it() -> None:
     assert eff.memory("elementwise", 1e6, "rope") == eff.elementwise_memory
 
 
+@pytest.mark.parametrize("model, gpu, tp, pp, node", [("codellama-34b", "a100-80gb", 2, 1, "dgx-a100"),
+                                                     ("llama-2-70b", "a100-80gb", 4, 2, "dgx-a100"),
+                                                     ("mixtral-8x7b", "h200", 2, 1, "hgx-h200")])
+def test_tabulated_dense_part_equals_the_roofline_evaluated_alone(model, gpu, tp, pp, node) -> None:
+    """The cost model reads the dense part of prefill and mixed steps from token tables; the
+    values must be those of the roofline for that one count (fast-forward relies on it)."""
+    profile = DEFAULT_CATALOG.get("gpu", gpu)
+    link = DEFAULT_CATALOG.get("link", DEFAULT_CATALOG.get("node", node).intra_node_link)
+    perf = instance_perf(DEFAULT_CATALOG.get("model", model), profile, tp, pp, link if tp > 1 else None,
+                         link if pp > 1 else None, resolve(profile, COMMITTED))
+    rng = np.random.default_rng(2)
+    counts = [(0, 0), (1, 1), (1023, 5), (1024, 0), (1025, 1)]
+    counts += [(int(t), int(min(s, t))) for t, s in zip(rng.integers(1, 40_000, 200), rng.integers(0, 600, 200))]
+    for tokens, sampled in counts:
+        tabulated = perf.cost._dense_time_and_work(tokens, sampled)
+        assert tabulated == perf.cost.roofline.dense_time_and_work(tokens, sampled), (tokens, sampled)
+    assert perf.cost._dense_blocks, "the tables were used"
+
+
 @pytest.mark.parametrize("model, gpu, tp, pp, node", [("llama-3.1-8b", "h100-sxm", 1, 1, "dgx-h100"),
                                                      ("llama-2-70b", "a100-80gb", 4, 2, "dgx-a100"),
                                                      ("mixtral-8x7b", "h200", 2, 1, "hgx-h200")])

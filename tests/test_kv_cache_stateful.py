@@ -132,6 +132,25 @@ class KVCacheMachine(RuleBasedStateMachine):
             assert kv.blocks_held(request) == max(held, kv.blocks_for_tokens(target))
             assert kv.free_blocks == free - max(0, need)
 
+    @rule(picks=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 12)), min_size=1, max_size=5))
+    def grow_all(self, picks: list[tuple[int, int]]) -> None:
+        """Growing several requests at once (a decode run's commit) equals growing them in turn."""
+        if not self.live:
+            return
+        kv = self.kv
+        growths, seen = [], set()
+        for index, extra in picks:
+            request = self._pick(self.live, index)
+            if request.id not in seen:
+                seen.add(request.id)
+                growths.append((request, max(request.computed_tokens, self._held_tokens(request)) + extra))
+        stepwise = copy.deepcopy(kv)
+        if not all(stepwise.grow(request, tokens) for request, tokens in growths):
+            return  # grow_all is only called when everything fits
+        event(f"grow_all evicted cached blocks: {len(stepwise.cached) < len(kv.cached)}")
+        kv.grow_all(growths)
+        assert snapshot(kv) == snapshot(stepwise)
+
     @rule(index=st.integers(0, 10_000), advance=st.integers(0, 80), generate=st.booleans())
     def publish(self, index: int, advance: int, generate: bool) -> None:
         """Compute some of the tokens the request holds blocks for, then publish its full blocks."""

@@ -52,7 +52,7 @@ class DecodeRun:
         # Step ends accumulate from the start one duration at a time, as the clock does when stepping.
         ends = durations_s.copy()
         ends[0] += start_s
-        self.ends_s = np.cumsum(ends, out=ends)
+        self.ends_s = np.add.accumulate(ends, out=ends)  # np.cumsum, without its wrapper
         self.flops, self.hbm_bytes = flops, hbm_bytes
         self.blocks_added = blocks_added
 
@@ -190,9 +190,10 @@ def commit_run(run: DecodeRun, steps: int, kv: KVCache, gap_histogram) -> list[R
     first_end = float(run.ends_s[0])
     last_end = float(run.ends_s[steps - 1])
     later_gap = float(run.durations_s[1:steps].max()) if steps > 1 else 0.0
-    block, grow = kv.block_size, kv.grow
+    block = kv.block_size
     finished = []
     gaps = []
+    crossed = []  # (request, tokens) of requests whose later steps needed new blocks
     add_gap = gaps.append
     for request in run.requests:
         gap = first_end - request.last_token_s
@@ -205,12 +206,14 @@ def commit_run(run: DecodeRun, steps: int, kv: KVCache, gap_histogram) -> list[R
             request.max_token_gap_s = largest
         request.last_token_s = last_end
         # The plan allocated the first step's block; a later step needs one only when the
-        # request crosses a block boundary, so most requests skip the call.
+        # request crosses a block boundary: those are allocated together below.
         if computed // block != (computed + steps - 1) // block:
-            grow(request, computed + steps)
+            crossed.append((request, computed + steps))
         if request.generated_tokens >= request.output_tokens:
             request.finish_s = last_end
             finished.append(request)
+    if crossed:
+        kv.grow_all(crossed)
     gap_histogram.extend(gaps)
     if steps > 1:
         gap_histogram.add_repeated_each(run.durations_s[1:steps], len(run.requests))

@@ -254,9 +254,9 @@ class Instance:
     def _execute_run(self, run: DecodeRun):
         """Wait out a decode run, or until an interrupt and the step then in flight; commit it."""
         self._decode_run = run
-        self._interrupt = self.env.event()
+        self._interrupt = interrupt = self.env.event()
         end = float(run.ends_s[-1])
-        yield self._interrupt | self.env.timeout(end - self.env.now)
+        yield _first_of(self.env, interrupt, self.env.timeout(end - self.env.now))
         steps = run.length
         if self._interrupt.triggered and self.env.now < end:
             steps = run.first_end_at_or_after(self.env.now) + 1
@@ -442,3 +442,21 @@ class Instance:
 
     def _resolve_stall(self) -> bool:
         return resolve_stall(self)
+
+
+def _first_of(env: simpy.Environment, *events: simpy.Event) -> simpy.Event:
+    """An event that succeeds when the first of ``events`` is processed: ``AnyOf`` without its
+    bookkeeping (one run per engine cycle builds one; the value is never read).
+
+    Like ``AnyOf`` it is triggered from the first event's callbacks, so the waiting
+    process resumes after the same number of scheduling hops as with a condition.
+    """
+    first = env.event()
+
+    def trigger(_event: simpy.Event) -> None:
+        if not first.triggered:
+            first.succeed()
+
+    for event in events:
+        event.callbacks.append(trigger)
+    return first

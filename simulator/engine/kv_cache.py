@@ -168,6 +168,31 @@ class KVCache:
         self.private_total += need
         return True
 
+    def grow_all(self, growths: list[tuple[Request, int]]) -> None:
+        """``grow`` each ``(request, total_tokens)`` in turn, when the caller knows all fit.
+
+        A decode run commits the blocks its steps implied (the run was sized to fit
+        them) for every request that crossed a block boundary: one call rather than
+        one per request. Evictions are anonymous and least recently used first, so
+        taking the total at once leaves the same state as growing one by one.
+        """
+        holdings, size, added = self.holdings, self.block_size, 0
+        for request, total_tokens in growths:
+            holding = holdings.get(request.id)
+            if holding is None:
+                holding = holdings[request.id] = Holding()
+            need = -(-total_tokens // size) - len(holding.shared) - holding.private
+            if need > 0:
+                holding.private += need
+                added += need
+        if added > self.free_blocks:
+            raise AssertionError(f"{added} implied blocks do not fit in {self.free_blocks} free")
+        taken = min(added, self.raw_free)
+        self.raw_free -= taken
+        for _ in range(added - taken):
+            self._evict_one_cached()
+        self.private_total += added
+
     def publish(self, request: Request) -> None:
         """Turn the request's computed full prompt blocks into shared, indexed blocks."""
         hashes = self.hashes(request)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from simulator.perf.roofline import Roofline
+from simulator.perf.roofline import Roofline, compose_dense
 from simulator.perf.shape import StepShape
 
 
@@ -78,6 +78,10 @@ class InstanceCostModel:
 
     # Bounds the memo (an entry is a few hundred bytes); counts beyond it are computed each time.
     MAX_MEMO = 1 << 15
+    # The token-dependent dense parts are tabulated in blocks of this many token counts, at most
+    # MAX_DENSE_BLOCKS of them (4 x 1024 floats each: 8 MiB in all).
+    DENSE_BLOCK = 1024
+    MAX_DENSE_BLOCKS = 256
     # Decode-step costs are memoised in blocks of this many context tokens per batch size;
     # at most MAX_DECODE_BLOCKS blocks (3 x 1024 floats each: 12 MiB in all) are kept.
     DECODE_BLOCK = 1024
@@ -87,6 +91,8 @@ class InstanceCostModel:
         self.roofline = roofline
         self.host = host
         self._dense: dict[tuple[Any, Any], tuple[Any, Any, Any]] = {}
+        self._dense_blocks: dict[int, np.ndarray] = {}
+        self._heads: dict[int, tuple[float, float, float]] = {}
         self._decode_blocks: dict[tuple[int, int], np.ndarray] = {}
         self._last_work: tuple[StepShape | None, tuple[Any, Any]] = (None, (0.0, 0.0))
 
@@ -95,10 +101,36 @@ class InstanceCostModel:
         key = (shape.num_tokens, shape.num_sampled)
         found = self._dense.get(key)
         if found is None:
-            found = self.roofline.dense_time_and_work(shape.num_tokens, shape.num_sampled)
+            found = self._dense_time_and_work(*key)
             if len(self._dense) < self.MAX_MEMO:
                 self._dense[key] = found
         return found[0] + self.host.step_s(shape), found[1], found[2]
+
+    def _dense_time_and_work(self, tokens: Any, sampled: Any) -> tuple[Any, Any, Any]:
+        """``Roofline.dense_time_and_work``, read from tables for an integer count of tokens.
+
+        Prefill and mixed steps bring token counts the memo has not seen (a prompt's
+        length plus the decodes beside it), and evaluating a dozen operators for one
+        count costs tens of microseconds. The parts that depend on the token count are
+        tabulated for a block of counts at once and composed with the LM head's part
+        in the roofline's own order, so the values are those of the direct evaluation
+        (scalars and arrays give bit-identical results; see ``efficiency.Curve``).
+        """
+        if not (isinstance(tokens, int) and isinstance(sampled, int)) or tokens < 0:
+            return self.roofline.dense_time_and_work(tokens, sampled)
+        size = self.DENSE_BLOCK
+        block, offset = divmod(tokens, size)
+        table = self._dense_blocks.get(block)
+        if table is None:
+            if len(self._dense_blocks) >= self.MAX_DENSE_BLOCKS:
+                self._dense_blocks.clear()  # bounds memory; refilled on demand
+            counts = np.arange(block * size, (block + 1) * size, dtype=np.float64)
+            table = self._dense_blocks[block] = np.array(np.broadcast_arrays(*self.roofline.dense_token_parts(counts)))
+        head = self._heads.get(sampled)
+        if head is None:
+            head = self._heads[sampled] = tuple(float(x) for x in self.roofline.lm_head_parts(sampled))
+        column = table[:, offset].tolist()
+        return compose_dense(column, head)
 
     def step_time_s(self, shape: StepShape) -> Any:
         """(dense GPU time + host overhead) + attention: one order for steps and decode runs alike."""

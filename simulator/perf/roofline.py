@@ -216,6 +216,24 @@ class Roofline:
         parts = self.dense_breakdown_s(tokens, sampled, operators)
         return parts["gemm"] + parts["elementwise"] + parts["collective"] + parts["lm_head"] + parts["p2p"]
 
+    def dense_token_parts(self, tokens: Any) -> tuple[Any, Any, Any, Any]:
+        """The parts of the dense time and work that depend on the token count alone.
+
+        Returns ``(gemm + elementwise + collective seconds, p2p seconds, FLOPs, bytes)``
+        without the LM head; with ``lm_head_parts`` they compose, in the same float
+        operations, to ``dense_time_and_work`` (see ``compose_dense``). Arrays of token
+        counts are accepted, so a cost model can tabulate them.
+        """
+        parts = self.dense_breakdown_s(tokens, 0)  # no samples: the LM head adds nothing
+        flops, hbm = self.dense_work(tokens, 0)
+        return (parts["gemm"] + parts["elementwise"]) + parts["collective"], parts["p2p"], flops, hbm
+
+    def lm_head_parts(self, sampled: Any) -> tuple[Any, Any, Any]:
+        """Seconds, FLOPs and bytes (all GPUs) of the LM head for ``sampled`` rows."""
+        head = self.lm_head(StepShape(0, 0, sampled, 0.0, 0))
+        seconds = (sampled > 0) * self.op_time_s(head, _maximum_for(sampled))
+        return seconds, head.flops * self.tp, head.hbm_bytes * self.tp
+
     def dense_time_and_work(self, tokens: Any, sampled: Any) -> tuple[Any, Any, Any]:
         """``dense_time_s`` and ``dense_work`` from one construction of the operators."""
         operators = self.dense_operators(tokens, sampled)
@@ -262,6 +280,18 @@ class Roofline:
         dense_flops, dense_bytes = self.dense_work(s.num_tokens, s.num_sampled)
         attention_flops, attention_bytes = self.attention_work(s)
         return dense_flops + attention_flops, dense_bytes + attention_bytes
+
+
+def compose_dense(token_parts: tuple[Any, Any, Any, Any], head_parts: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+    """Dense seconds, FLOPs and bytes from ``dense_token_parts`` and ``lm_head_parts``.
+
+    The additions are those of ``dense_time_s`` and ``dense_work`` in their order
+    (the head is added after the collectives and before the p2p sends), so the
+    result equals ``dense_time_and_work`` exactly.
+    """
+    before_head_s, p2p_s, flops, hbm = token_parts
+    head_s, head_flops, head_bytes = head_parts
+    return (before_head_s + head_s) + p2p_s, flops + head_flops, hbm + head_bytes
 
 
 def _maximum_for(value: Any):
