@@ -240,16 +240,18 @@ def resolve(config: ExperimentConfig, path: Path, catalog: Catalog) -> Experimen
     groups = []
     for index, group in enumerate(config.cluster.instances):
         where = f"cluster.instances.{index}"
-        node_name = group.node or config.cluster.node
-        node = _lookup(catalog, "node", node_name, base, path, f"{where}.node" if group.node else "cluster.node")
-        gpu = _lookup(catalog, "gpu", group.gpu or node.gpu, base, path, f"{where}.gpu")
+        node_field = f"{where}.node" if group.node else "cluster.node"
+        node_file = _NodeFile(catalog, group.node or config.cluster.node, base, path, node_field)
+        gpu = (_lookup(catalog, "gpu", group.gpu, base, path, f"{where}.gpu") if group.gpu
+               else node_file.part("gpu", "gpu"))
         _check_power_cap(group, gpu, path, where)
+        _check_swap_space(config.cluster, node_file.profile, path)
         if model.num_attention_heads % group.tp:
             # vLLM (and every tensor-parallel engine) splits attention heads evenly over the GPUs.
             raise ConfigError(located(path, f"{where}.tp", f"{group.tp} does not divide model {model.name}'s "
                                                             f"{model.num_attention_heads} attention heads"))
         blocks = _kv_blocks(config, model, group, gpu, path, where)
-        groups.append(_links(catalog, group, gpu, node, path, where, blocks))
+        groups.append(_links(node_file, group, gpu, blocks))
     _check_trace_paths(config, path)
     _check_policies(config, path)
     return Experiment(config, path, model, tuple(groups))
@@ -304,14 +306,44 @@ def _kv_blocks(config: ExperimentConfig, model: ModelSpec, group: InstanceGroupC
     return blocks
 
 
-def _links(catalog: Catalog, group: InstanceGroupConfig, gpu: GpuProfile, node: NodeProfile,
-           path: Path, where: str, kv_blocks: int) -> InstanceHardware:
+class _NodeFile:
+    """A node profile and the file it came from, to name both when a profile it refers to is bad.
+
+    Profiles a node names by path are taken relative to the node's own file, as the
+    node's path is taken relative to the experiment's.
+    """
+
+    def __init__(self, catalog: Catalog, ref: str, base: Path, path: Path, field: str) -> None:
+        self.catalog, self.path, self.field = catalog, path, field
+        self.profile: NodeProfile = _lookup(catalog, "node", ref, base, path, field)
+        self.file = catalog.locate("node", ref, base)
+
+    def part(self, kind: str, key: str):
+        """The ``kind`` profile the node names under ``key``; a ``ConfigError`` naming both files and fields."""
+        try:
+            return self.catalog.get(kind, getattr(self.profile, key), self.file.parent)
+        except ProfileError as err:
+            raise ConfigError(located(self.path, self.field, located(self.file, key, str(err)))) from None
+
+
+def _check_swap_space(cluster: ClusterConfig, node: NodeProfile, path: Path) -> None:
+    """Swap space must fit in the node's host DRAM per GPU (it is only used with ``preemption: swap``)."""
+    share = node.host_dram_gib / node.gpus_per_node
+    if cluster.preemption == "swap" and cluster.swap_space_gib_per_gpu > share:
+        raise ConfigError(located(path, "cluster.swap_space_gib_per_gpu",
+                                  f"{cluster.swap_space_gib_per_gpu:g} GiB exceeds node {node.name}'s host DRAM "
+                                  f"per GPU ({node.host_dram_gib:g} GiB / {node.gpus_per_node} GPUs = "
+                                  f"{share:g} GiB); give at most {share:g}"))
+
+
+def _links(node_file: _NodeFile, group: InstanceGroupConfig, gpu: GpuProfile, kv_blocks: int) -> InstanceHardware:
+    node = node_file.profile
     gpus = group.tp * group.pp
-    intra = _lookup(catalog, "link", node.intra_node_link, None, path, f"{where} (node {node.name} intra_node_link)")
-    inter = _lookup(catalog, "link", node.inter_node_link, None, path, f"{where} (node {node.name} inter_node_link)")
-    host = _lookup(catalog, "link", node.host_link, None, path, f"{where} (node {node.name} host_link)")
+    intra = node_file.part("link", "intra_node_link")
+    inter = node_file.part("link", "inter_node_link")
+    host = node_file.part("link", "host_link")
     # Not used by the cost model yet, but a node naming a CPU nobody profiled is a typo to report now.
-    _lookup(catalog, "cpu", node.host_cpu, None, path, f"{where} (node {node.name} host_cpu)")
+    node_file.part("cpu", "host_cpu")
     domain = node.nvlink_domain_gpus or node.gpus_per_node
     tp_link = None if group.tp == 1 else intra if group.tp <= domain else host if group.tp <= node.gpus_per_node else inter
     pp_link = None if group.pp == 1 else intra if gpus <= domain else host if gpus <= node.gpus_per_node else inter
@@ -325,10 +357,16 @@ def _lookup(catalog: Catalog, kind: str, ref: str, base: Path | None, path: Path
         raise ConfigError(located(path, field, str(err))) from None
 
 
+# What a workload path names, by the end of its field (empirical lengths end in "<dist>.path").
+_WORKLOAD_FILES = {"trace.path": "trace file", "servegen.path": "ServeGen folder"}
+
+
 def _check_trace_paths(config: ExperimentConfig, path: Path) -> None:
+    """Every file the workload reads exists, so ``validate`` finds a wrong path before anything runs."""
     for field, reference in config.workload.file_references():
-        if not (path.parent / reference).expanduser().exists():
-            raise ConfigError(located(path, field, f"trace file not found: {reference}"))
+        if not (path.parent / Path(reference).expanduser()).exists():
+            what = _WORKLOAD_FILES.get(".".join(field.split(".")[-2:]), "length file")
+            raise ConfigError(located(path, field, f"{what} not found: {reference}"))
 
 
 def resolved_dict(config: ExperimentConfig) -> dict[str, Any]:

@@ -245,13 +245,16 @@ class Catalog:
 
     def get(self, kind: str, ref: str, base_dir: Path | None = None) -> Any:
         """The profile ``ref`` of ``kind``: a catalog name or a path to a YAML file."""
-        key = (kind, ref)
+        # A path is cached by the file it resolves to: "node.yaml" next to two experiments is two files.
+        path = self.locate(kind, ref, base_dir) if _is_path(ref) else None
+        key = (kind, ref if path is None else str(path.resolve()))
         if key not in self._cache:
-            self._cache[key] = self._load(kind, self._resolve(kind, ref, base_dir))
+            self._cache[key] = self._load(kind, path or self.locate(kind, ref, base_dir))
         return self._cache[key]
 
-    def _resolve(self, kind: str, ref: str, base_dir: Path | None) -> Path:
-        if ref.endswith((".yaml", ".yml")) or "/" in ref:
+    def locate(self, kind: str, ref: str, base_dir: Path | None = None) -> Path:
+        """The file of profile ``ref``: a path (relative to ``base_dir``), or a catalog name's file."""
+        if _is_path(ref):
             path = Path(ref).expanduser()
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
@@ -272,6 +275,11 @@ class Catalog:
             return PROFILE_TYPES[kind].model_validate(data)
         except pydantic.ValidationError as err:
             raise ProfileError(condense_validation_error(err, path)) from None
+
+
+def _is_path(ref: str) -> bool:
+    """Whether a profile reference is a path to a YAML file rather than a catalog name."""
+    return ref.endswith((".yaml", ".yml")) or "/" in ref
 
 
 DEFAULT_CATALOG = Catalog()

@@ -3,13 +3,17 @@
 Covers missing columns, non-numeric, negative, fractional and NaN tokens,
 empty cells, unsorted timestamps (an error unless ``on_unsorted: sort``),
 empty files, broken JSON lines, bad date-times and damaged archives, for
-CSV and JSONL formats, including rows past the first chunk.
+CSV and JSONL formats, including rows past the first chunk. Booleans are not
+token counts or times (pandas would read ``true`` as 1), and retiming that
+pushes arrivals past the ~31 years servesim simulates (or to infinity) names
+the factor or the line.
 """
 
 from __future__ import annotations
 
 import gzip
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from experiment_files import write_small
+from simulator.cli import main
 from simulator.errors import TraceError
-from workload_helpers import build, columns, run, trace, write
+from workload_helpers import build, columns, config_error, run, trace, write
 
 HEADER = "arrived_at,num_prefill_tokens,num_decode_tokens\n"
 AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
@@ -53,6 +59,7 @@ def failure(path: Path, **options) -> str:
     ("", "file is empty"),
     (AZURE + "2023-11-16 18:17:03.97,5,1\nyesterday,5,1\n", "line 3: column 'TIMESTAMP': 'yesterday' is not a "
                                                              "date-time"),
+    (HEADER + "0,True,1\n1,False,1\n", "line 2: column 'num_prefill_tokens': expected a number, got the boolean true"),
 ])
 def test_bad_csv_traces(tmp_path, text, expected):
     assert expected in failure(write(tmp_path / "bad.csv", text))
@@ -82,6 +89,12 @@ def test_missing_column_of_a_known_format(tmp_path):
      "line 2: key 'timestamp': missing or null"),
     ('{"timestamp": 5, "input_length": 3, "output_length": 1, "hash_ids": [1]}\n' + MOON,
      "line 2: not sorted by arrival time"),
+    (MOON + '{"timestamp": 1, "input_length": true, "output_length": 5, "hash_ids": [1]}\n',
+     "line 2: key 'input_length': expected a number, got the boolean true"),
+    (MOON + '{"timestamp": 1, "input_length": 3, "output_length": false, "hash_ids": [1]}\n',
+     "line 2: key 'output_length': expected a number, got the boolean false"),
+    (MOON + '{"timestamp": true, "input_length": 3, "output_length": 5, "hash_ids": [1]}\n',
+     "line 2: key 'timestamp': expected a number, got the boolean true"),
 ])
 def test_bad_jsonl_traces(tmp_path, text, expected):
     assert expected in failure(write(tmp_path / "bad.jsonl", text))
@@ -143,6 +156,53 @@ def test_a_filter_that_keeps_nothing_is_an_error(tmp_path):
 def test_a_filter_on_a_missing_column_is_an_error(tmp_path):
     path = write(tmp_path / "t.csv", HEADER + "0,5,1\n")
     assert "column 'Model': not found; the header has" in failure(path, transforms={"filter": {"Model": ["x"]}})
+
+
+# ------------------------------------------------------------------ retiming beyond what servesim simulates
+@pytest.mark.parametrize("transform, value", [
+    ("time_scale", 1e300), ("time_scale", 1e-300), ("rate_scale", 1e300), ("rate_scale", 1e-300),
+    ("time_scale", 1e10), ("rate_scale", 1e-10),
+])
+def test_a_retiming_factor_beyond_a_billion_either_way_is_refused(transform, value):
+    message = config_error(trace={"path": "t.csv", "transforms": {transform: value}})
+    assert message == (f"exp.yaml: workload.trace.transforms.{transform}: expected a factor from 1e-09 to 1e+09, "
+                       f"got {value:g} (beyond them arrival times overflow to infinity or collapse to one instant)")
+
+
+@pytest.mark.parametrize("times, transforms, cause", [
+    ([0, 0.5, 2], {"time_scale": 1e9}, " after transforms.time_scale: 1e+09; lower time_scale"),
+    ([0, 0.5, 2], {"rate_scale": 1e-9}, " after transforms.rate_scale: 1e-09; raise rate_scale"),
+    ([0, 0.5, 2e9], {}, "; check the trace's time unit"),
+], ids=["time_scale", "rate_scale", "raw"])
+def test_an_arrival_beyond_the_simulated_span_names_its_line(tmp_path, times, transforms, cause):
+    path = write(tmp_path / "t.csv", HEADER + "".join(f"{t},5,1\n" for t in times))
+    message = failure(path, transforms=transforms)
+    expected = "expected finite arrival times up to 1e+09 s (about 31 years, the longest servesim simulates)"
+    what, hint = cause.split("; ")
+    assert message == f"{path}: line 4: arrives at 2e+09 s{what}; {expected}; {hint}"
+
+
+def test_rows_beyond_the_simulated_span_are_fine_when_limits_stop_before_them(tmp_path):
+    write(tmp_path / "t.csv", HEADER + "0,5,1\n1,5,1\n2e9,5,1\n")
+    assert len(run({**trace("t.csv"), "num_requests": 2}, base_dir=tmp_path)) == 2
+
+
+def test_an_arrival_overflowing_to_infinity_is_one_line_without_warnings(tmp_path):
+    path = write(tmp_path / "t.csv", HEADER + "-1.7e308,5,1\n1.7e308,5,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would be a second line on stderr
+        assert failure(path).endswith("line 3: arrives at inf s; expected finite arrival times up to 1e+09 s "
+                                      "(about 31 years, the longest servesim simulates); check the trace's time unit")
+
+
+def test_a_huge_time_scale_fails_in_one_line_naming_the_field(tmp_path, capsys):
+    write(tmp_path / "t.csv", HEADER + "0,5,1\n1,5,1\n")
+    exp = write_small(tmp_path, workload={"trace": {"path": "t.csv", "transforms": {"time_scale": 1e300}}})
+    out = tmp_path / "out"
+    code = main(["run", str(exp), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not out.exists(), err
+    assert err.startswith(f"servesim: error: {exp}: workload.trace.transforms.time_scale: expected a factor from ")
 
 
 rows = st.lists(st.tuples(st.floats(0, 1e6, allow_nan=False), st.integers(0, 10**6), st.integers(0, 10**4)),

@@ -4,7 +4,8 @@ Policy parameters without bounds that the runs cannot use (``power_of_two``'s
 ``choices`` below 1, NaN and infinities anywhere in a policy's parameters, AFS
 weights that are not positive) are refused by ``validate`` already; workloads
 that leave nothing to replay fail like a trace that keeps no rows, instead of
-writing a summary of nulls.
+writing a summary of nulls. A length file that does not exist is found by
+``validate``, naming the field that gives its path.
 """
 
 from __future__ import annotations
@@ -103,3 +104,39 @@ def test_an_auto_scaling_count_beyond_the_cluster_is_refused_naming_the_field(tm
     code, err = cli(capsys, "validate", exp)
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"policies.controller: scaling.{field}: {count + 1} exceeds the cluster's {count} instances" in err
+
+
+# ------------------------------------------------------------- empirical length files
+_FIXED = {"dist": "fixed", "tokens": 8}
+_MISSING = {"dist": "empirical", "path": "nope.csv", "column": "tokens"}
+_ARRIVALS = {"process": "poisson", "rate_per_s": 5.0}
+
+
+@pytest.mark.parametrize("workload, field", [
+    ({"generator": {"arrivals": _ARRIVALS, "lengths": {"prompt": _MISSING, "output": _FIXED}}, "num_requests": 10},
+     "workload.generator.lengths.prompt.path"),
+    ({"sessions": {"kind": "agent", "profile": "swe-agent", "arrivals": _ARRIVALS, "num_sessions": 3,
+                   "output_tokens": _MISSING}},
+     "workload.sessions.output_tokens.path"),
+    ({"sources": [{"generator": {"arrivals": _ARRIVALS, "lengths": {"profile": "azure-conv-2023"}}},
+                  {"closed_loop": {"clients": 2, "lengths": {"prompt": _FIXED, "output": _MISSING}}}],
+      "num_requests": 10},
+     "workload.sources.1.closed_loop.lengths.output.path"),
+], ids=["generator", "agent", "closed-loop-source"])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_missing_empirical_length_file_names_the_field(tmp_path: Path, capsys, workload, field, command) -> None:
+    exp = write_small(tmp_path, workload=workload)
+    out = tmp_path / "out"
+    code, err = cli(capsys, command, exp, *(["-o", out] if command == "run" else []))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err == f"servesim: error: {exp}: {field}: length file not found: nope.csv"
+    assert not out.exists()
+
+
+def test_an_empirical_length_without_a_path_names_the_field(tmp_path: Path, capsys) -> None:
+    prompt = {"dist": "empirical", "column": "tokens"}
+    exp = write_small(tmp_path, workload={"generator": {"arrivals": _ARRIVALS, "lengths": {
+        "prompt": prompt, "output": _FIXED}}, "num_requests": 10})
+    code, err = cli(capsys, "validate", exp)
+    field = "workload.generator.lengths.prompt.path"
+    assert code == 2 and err == f"servesim: error: {exp}: {field}: required key is missing"

@@ -27,12 +27,9 @@ from workloads.sessions.agent import agent_tasks
 from workloads.sessions.chains import session_items
 from workloads.sessions.closed_loop import closed_loop_clients
 from workloads.sessions.conversation import conversations
-from workloads.stream import Limits, WorkItem, Workload, WorkloadStats, calls_of
+from workloads.stream import MAX_ARRIVAL_S, Limits, WorkItem, Workload, WorkloadStats, calls_of
 from workloads.synthetic import generated_batches
 from workloads.trace import trace_batches
-
-# Latest arrival servesim simulates: float64 times keep better than 0.2 us resolution below it.
-MAX_ARRIVAL_S = 1e9
 
 
 def build_workload(config: WorkloadConfig, rng: np.random.Generator, base_dir: Path,

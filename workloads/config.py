@@ -137,7 +137,8 @@ class WorkloadConfig(_Source):
                                               duration_s=None, labels=[])]
 
     def file_references(self) -> list[tuple[str, str]]:
-        """``(dotted field, path)`` of every trace file and ServeGen folder the workload reads."""
+        """``(dotted field, path)`` of every trace file, ServeGen folder and empirical length file the
+        workload reads."""
         found = []
         for index, source in enumerate(self.source_list()):
             where = "workload" if self.sources is None else f"workload.sources.{index}"
@@ -145,4 +146,22 @@ class WorkloadConfig(_Source):
                 found.append((f"{where}.trace.path", source.trace.path))
             if source.servegen is not None:
                 found.append((f"{where}.servegen.path", source.servegen.path))
+            for kind in source.source_kinds():
+                found.extend(_empirical_files(getattr(source, kind), f"{where}.{kind}"))
         return found
+
+
+def _empirical_files(node: object, where: str) -> list[tuple[str, str]]:
+    """``(dotted field, path)`` of every empirical length distribution in ``node``, however deep.
+
+    Lengths sit in generators, closed loops, conversations and agents alike; walking the
+    models finds them wherever a later schema puts them.
+    """
+    if isinstance(node, EmpiricalLength):
+        return [(f"{where}.path", node.path)]
+    if not isinstance(node, StrictModel):
+        return []
+    found = []
+    for name in type(node).model_fields:
+        found.extend(_empirical_files(getattr(node, name), f"{where}.{name}"))
+    return found

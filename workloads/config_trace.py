@@ -18,6 +18,9 @@ from workloads.registry import TRACE_READERS
 
 FilterValue = str | int | float
 
+# Bounds of time_scale and rate_scale: a billion either way is far beyond any real retiming.
+SCALE_RANGE = (1e-9, 1e9)
+
 
 class TraceColumns(StrictModel):
     """Column (CSV) or key (JSONL) names of a generic trace; the defaults are Vidur's.
@@ -61,6 +64,9 @@ class TransformsConfig(StrictModel):
        without replacement, kept in time order);
     4. ``time_scale`` multiplies times (0.5 replays twice as fast), or
        ``rate_scale`` multiplies the rate (2 replays twice as fast).
+
+    Both factors lie in ``SCALE_RANGE``: beyond it they only come from typos, and
+    arrival times would overflow to infinity or collapse to one instant.
     """
 
     filter: dict[str, list[FilterValue]] | None = None
@@ -69,6 +75,15 @@ class TransformsConfig(StrictModel):
     sample_n: int | None = Field(default=None, gt=0)
     time_scale: float = Field(default=1.0, gt=0)
     rate_scale: float | None = Field(default=None, gt=0)
+
+    @field_validator("time_scale", "rate_scale")
+    @classmethod
+    def _plausible_factor(cls, value: float | None) -> float | None:
+        low, high = SCALE_RANGE
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"expected a factor from {low:g} to {high:g}, got {value:g} (beyond them arrival "
+                             "times overflow to infinity or collapse to one instant)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TransformsConfig:

@@ -21,6 +21,9 @@ from simulator.engine.session import SessionSpec
 # enough that a chunk of columns stays in cache.
 CHUNK = 4096
 
+# Latest arrival servesim simulates: float64 times keep better than 0.2 us resolution below it.
+MAX_ARRIVAL_S = 1e9
+
 WorkItem = RequestSpec | SessionSpec
 
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from simulator.errors import TraceError, located
 from workloads.batch import RequestBatch
-from workloads.config_trace import TraceConfig
+from workloads.config_trace import TraceConfig, TransformsConfig
 from workloads.readers import choose_reader
-from workloads.stream import WorkloadStats
+from workloads.stream import MAX_ARRIVAL_S, WorkloadStats
 from workloads.transforms import transformed
 
 SORTED_CHUNK = 1 << 16
@@ -41,6 +41,7 @@ def trace_batches(config: TraceConfig, path: Path, rng: np.random.Generator, sta
     batches = _sorted(batches, path, stats) if config.on_unsorted == "sort" else _checked_order(batches, path)
     batches = _shifted(batches, path, config.start_at_zero)
     batches = (b for b in transformed(batches, config.transforms, rng, stats) if len(b))
+    batches = _in_time(batches, path, config.transforms)
     first = next(batches, None)
     if first is None:
         raise TraceError(located(path, "", f"no requests left to replay ({stats.trace_rows} rows read, "
@@ -61,7 +62,8 @@ def _checked_order(batches: Iterator[RequestBatch], path: Path) -> Iterator[Requ
     for batch in batches:
         if len(batch):
             times = np.concatenate([[previous], batch.arrival_s])
-            late = np.flatnonzero(np.diff(times) < 0)
+            with np.errstate(over="ignore"):  # gaps beyond float64 (rows near +-1.8e308) are infinite, still sorted
+                late = np.flatnonzero(np.diff(times) < 0)
             if late.size:
                 row = int(late[0])
                 raise TraceError(located(path, f"line {batch.line[row]}", (
@@ -77,10 +79,40 @@ def _sorted(batches: Iterator[RequestBatch], path: Path, stats: WorkloadStats) -
     if not parts:
         return
     everything = RequestBatch.concat(parts)
-    stats.reordered_rows += int(np.count_nonzero(np.diff(everything.arrival_s) < 0))
+    with np.errstate(over="ignore"):  # as in _checked_order: an infinite gap keeps its sign
+        stats.reordered_rows += int(np.count_nonzero(np.diff(everything.arrival_s) < 0))
     ordered = everything.take(np.argsort(everything.arrival_s, kind="stable"))
     for start in range(0, len(ordered), SORTED_CHUNK):
         yield ordered.take(slice(start, start + SORTED_CHUNK))
+
+
+def _in_time(batches: Iterator[RequestBatch], path: Path, transforms: TransformsConfig) -> Iterator[RequestBatch]:
+    """``batches`` up to the first row arriving after ``MAX_ARRIVAL_S`` (or at infinity), then a ``TraceError``.
+
+    The rows before it are handed out first, so a replay whose limits stop earlier never
+    reaches the error (the same rows as the workload-wide check, but naming the line).
+    """
+    for batch in batches:
+        late = np.flatnonzero(~(batch.arrival_s <= MAX_ARRIVAL_S))
+        if late.size:
+            row = int(late[0])
+            if row:
+                yield batch.take(slice(0, row))
+            where = f"line {batch.line[row]}" if batch.line is not None else ""
+            raise TraceError(located(path, where, _late_arrival(float(batch.arrival_s[row]), transforms)))
+        yield batch
+
+
+def _late_arrival(arrival_s: float, transforms: TransformsConfig) -> str:
+    """What is wrong with an arrival beyond ``MAX_ARRIVAL_S``, and which setting to look at."""
+    if transforms.rate_scale is not None:
+        cause, hint = f" after transforms.rate_scale: {transforms.rate_scale:g}", "raise rate_scale"
+    elif transforms.time_scale != 1.0:
+        cause, hint = f" after transforms.time_scale: {transforms.time_scale:g}", "lower time_scale"
+    else:
+        cause, hint = "", "check the trace's time unit"
+    return (f"arrives at {arrival_s:g} s{cause}; expected finite arrival times up to {MAX_ARRIVAL_S:g} s "
+            f"(about 31 years, the longest servesim simulates); {hint}")
 
 
 def _shifted(batches: Iterator[RequestBatch], path: Path, start_at_zero: bool) -> Iterator[RequestBatch]:
@@ -95,5 +127,6 @@ def _shifted(batches: Iterator[RequestBatch], path: Path, start_at_zero: bool) -
                     f"negative arrival time ({batch.arrival_s[0]:g} s); set start_at_zero: true to shift "
                     "the trace")))
         if origin:
-            batch.arrival_s = batch.arrival_s - origin
+            with np.errstate(over="ignore"):  # a difference beyond float64 is infinite; _in_time names its line
+                batch.arrival_s = batch.arrival_s - origin
         yield batch

@@ -39,7 +39,8 @@ class Column:
         return f"{shown!r} is not a finite number"
 
     def numbers(self) -> np.ndarray:
-        """Finite float64 values."""
+        """Finite float64 values (a boolean is not a number, though pandas reads ``true`` as 1)."""
+        self._refuse_booleans()
         values = pd.to_numeric(self.series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -93,6 +94,18 @@ class Column:
                 raise self.fail(row, "expected a list of integer hashes")
             out.append(tuple(value))
         return object_array(out)
+
+    def _refuse_booleans(self) -> None:
+        # JSON true/false arrive as Python booleans (a column of only booleans as dtype bool);
+        # only those dtypes can hold them, so numeric columns cost nothing here.
+        kind = self.series.dtype.kind
+        if kind not in "bO":
+            return
+        values = self.series.to_numpy()
+        flags = np.fromiter((isinstance(v, (bool, np.bool_)) for v in values), dtype=bool, count=len(values))
+        if flags.any():
+            row = int(np.argmax(flags))
+            raise self.fail(row, f"expected a number, got the boolean {str(bool(values[row])).lower()}")
 
     def _refuse(self, values: np.ndarray, bad: np.ndarray, problem: str) -> None:
         if bad.any():
