@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,14 +91,9 @@ class Simulation:
                                                          f"{experiment.path}: policies.controller")
             self.controller.setup(self._context("controller", None))
             self._bind_cluster(self.controller)
-        try:
+        with _naming_workload_errors(experiment.path):
             self.workload = build_workload(config.workload, stream(config.seed, "workload"), experiment.base_dir,
                                            max_context_tokens=experiment.model.max_context_tokens)
-        except ConfigError as err:
-            if not str(err).startswith("workload"):
-                raise
-            # The workload names the field it found wrong; say which experiment file holds it.
-            raise ConfigError(located(experiment.path, "", str(err))) from None
         interval = config.sim.sample_interval_s
         self.sampler = None if interval is None else TimeSeriesSampler(self.env, self.cluster.instances, interval,
                                                                      config.sim.max_samples)
@@ -181,7 +178,8 @@ class Simulation:
         until = self.cluster.done
         if config.sim.horizon_s is not None:
             until = self.env.any_of([self.cluster.done, self.env.timeout(config.sim.horizon_s)])
-        self.env.run(until=until)
+        with _naming_workload_errors(self.experiment.path):  # the workload is read as the run goes
+            self.env.run(until=until)
         now = self.env.now
         for instance in self.cluster.instances:
             # Commits a fast-forward run's finished steps first; auto-scaled instances pay idle power
@@ -265,6 +263,21 @@ class Simulation:
                            prefix_hit_tokens=sum(columns["prefix_hit_tokens"]),
                            kv_transfer_bytes=self.network.bytes_delivered,
                            migrations=self.actions.migrator.completed)
+
+
+@contextmanager
+def _naming_workload_errors(path: Path | None) -> Iterator[None]:
+    """Prefix the experiment file to a ``ConfigError`` about its ``workload`` section.
+
+    The workload names the field it found wrong but not the file holding it; it is built
+    lazily, so such errors come both from building it and from reading it during the run.
+    """
+    try:
+        yield
+    except ConfigError as err:
+        if not str(err).startswith("workload"):
+            raise
+        raise ConfigError(located(path, "", str(err))) from None
 
 
 def run_experiment(experiment: Experiment) -> RunResult:

@@ -140,3 +140,16 @@ def test_an_empirical_length_without_a_path_names_the_field(tmp_path: Path, caps
     code, err = cli(capsys, "validate", exp)
     field = "workload.generator.lengths.prompt.path"
     assert code == 2 and err == f"servesim: error: {exp}: {field}: required key is missing"
+
+
+def test_an_arrival_beyond_the_simulated_span_found_during_the_run_names_the_file(tmp_path: Path, capsys) -> None:
+    """The workload is read lazily: a late arrival after the first is found while the run goes,
+    and must still name the experiment file (seed 1: the first arrival is in time, a later one not)."""
+    exp = write_small(tmp_path, seed=1, workload={
+        "generator": {"arrivals": {"process": "poisson", "rate_per_s": 3e-9}, "lengths": {"profile": "azure-conv-2023"}},
+        "num_requests": 5})
+    out = tmp_path / "out"
+    code, err = cli(capsys, "run", exp, "-o", out)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{exp.name}: workload: a request arrives at" in err
+    assert not out.exists()
