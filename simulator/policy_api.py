@@ -264,6 +264,11 @@ class BatchPolicy(Protocol):
     make the same decisions every following step until a request finishes,
     a request arrives or memory runs out. When true the engine fast-forwards
     those steps; a policy without the method is stepped one step at a time.
+    ``steady_through_finishes`` (a class attribute, default False) declares
+    more: while nothing waits, the plan after a finish is the previous decode
+    batch without the finished requests, in the same order (and the policy's
+    ``on_step_end`` is its only reaction to a finish); the engine's runs then go
+    on through finishes instead of re-planning.
     """
 
     def setup(self, context: PolicyContext) -> None: ...

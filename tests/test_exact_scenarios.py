@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import build_experiment, recorded_steps, trace_workload
+from conftest import build_experiment, memory_utilization, recorded_steps, trace_workload
 from simulator.perf.shape import StepShape
 from simulator.runner import Simulation
 
@@ -341,3 +341,49 @@ def test_horizon_at_the_end_of_a_fast_forward_run(tmp_path: Path) -> None:
     stepped, forwarded = tables
     assert list(stepped["status"]) == ["finished", "unfinished"]
     assert stepped.equals(forwarded)
+
+
+# ------------------------------------------------- runs that go on past a finish
+def _prefix_scenario(directory: Path, fast_forward: bool):
+    """Six KV blocks of 16 tokens. A (two hashed prompt blocks) finishes at once and leaves its
+    blocks cached. B (16 + 3 tokens) and C (30 tokens, long output) then fill the other four;
+    C's third decode needs a fifth block just as B finishes, and only A's cached blocks are
+    left to evict. D (A's prefix) arrives while C goes on: its hit shows whether A's blocks
+    were evicted before B's were freed (as stepping does) or after."""
+    from simulator.engine.request import RequestSpec
+
+    specs = [RequestSpec(0.0, 32, 1, prefix_hashes=(1, 2), prefix_block_tokens=16),
+             RequestSpec(1.0, 16, 4), RequestSpec(1.0, 30, 20),
+             RequestSpec(1.1, 40, 2, prefix_hashes=(1, 2, 3), prefix_block_tokens=16)]
+    experiment = build_experiment(
+        directory, model="llama-3.1-8b",
+        cluster={"node": "dgx-h100", "instances": [{"count": 1, "gpu": "h100-sxm", "tp": 1}],
+                 "gpu_memory_utilization": memory_utilization("llama-3.1-8b", "h100-sxm", 6),
+                 "watermark_fraction": 0.0},
+        batching={"name": "vllm", "chunked_prefill": False}, sim={"fast_forward": fast_forward,
+                                                                   "sample_interval_s": None})
+    simulation = Simulation(experiment)
+    simulation.workload = specs  # the engine replays any iterable of RequestSpec
+    with recorded_steps() as steps:
+        result = simulation.run()
+    return simulation, result, steps
+
+
+def test_a_run_goes_on_past_a_finish_and_evicts_as_stepping_does(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    simulation, stepped, _ = _prefix_scenario(tmp_path / "a", fast_forward=False)
+    assert simulation.cluster.instances[0].kv.total_blocks == 6
+    _, forwarded, steps = _prefix_scenario(tmp_path / "b", fast_forward=True)
+    # Stepping evicted A's last block for C's growth before B freed its own: D hits one block.
+    assert list(stepped.requests["prefix_hit_tokens"]) == [0, 0, 0, 16], stepped.requests
+    # Gaps inside a run are step durations, when stepping differences of step ends: an ulp apart.
+    gaps = "max_token_gap_s"
+    assert stepped.requests.drop(columns=[gaps]).equals(forwarded.requests.drop(columns=[gaps]))
+    assert forwarded.requests[gaps].to_numpy() == pytest.approx(stepped.requests[gaps].to_numpy(), rel=1e-12)
+    # The run over B and C went on with C alone when B finished: a segment starting where the
+    # previous one ended, without a plan in between.
+    runs = [s for s in steps if len(s.ends) > 1 or s.plan.decodes == len(s.plan.entries)]
+    chained = [(a, b) for a, b in zip(runs, runs[1:])
+               if b.start == a.ends[-1] and len(b.plan.entries) == len(a.plan.entries) - 1]
+    assert chained, "no run went on past a finish"

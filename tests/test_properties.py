@@ -11,6 +11,8 @@ same seed gives the same results.
 
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 import tempfile
@@ -287,21 +289,8 @@ def shared_prefix_specs(draw) -> list[RequestSpec]:
 def test_prefix_sharing_keeps_every_invariant(specs: list[RequestSpec], blocks: int, preemption: str,
                                               chunked: bool, fast_forward: bool, instances: int) -> None:
     """Requests sharing prompt prefixes (engine prefix cache, shared and cached blocks, LRU eviction)."""
-    overrides = {
-        "model": "llama-3.1-8b",
-        "cluster": {"node": "dgx-h100", "preemption": preemption,
-                    "instances": [{"count": instances, "gpu": "h100-sxm", "tp": 1}],
-                    "gpu_memory_utilization": memory_utilization("llama-3.1-8b", "h100-sxm", blocks)},
-        "router": {"name": "round_robin"},
-        "batching": {"name": "vllm", "chunked_prefill": chunked, "max_batched_tokens": 2048, "max_num_seqs": 64},
-        "sim": {"fast_forward": fast_forward, "sample_interval_s": None},
-    }
-    log: list[CommittedSteps] = []
-    with tempfile.TemporaryDirectory() as directory:
-        simulation = Simulation(build_experiment(Path(directory), **overrides))
-        simulation.workload = specs  # the engine replays any iterable of RequestSpec
-        with watched_commits(log):
-            result = simulation.run()
+    overrides = prefix_experiment(blocks, preemption, chunked, fast_forward, instances)
+    simulation, result, log = replay(overrides, specs)
     check_conservation(result, None)
     check_tokens(result)
     check_timestamps(result, None, result.summary["sim"]["simulated_s"])
@@ -312,6 +301,49 @@ def test_prefix_sharing_keeps_every_invariant(specs: list[RequestSpec], blocks: 
     assert result.summary["events"]["prefix_hit_tokens"] == int(requests["prefix_hit_tokens"].sum())
     assert (requests["prefix_hit_tokens"] % 16 == 0).all(), "hits are whole blocks"
     event(f"prefix hits: {int(requests['prefix_hit_tokens'].sum()) > 0}")
+
+
+def prefix_experiment(blocks: int, preemption: str, chunked: bool, fast_forward: bool,
+                      instances: int) -> dict[str, Any]:
+    """Llama-3.1-8B on H100s with about ``blocks`` KV blocks each, for replaying given specs."""
+    return {
+        "model": "llama-3.1-8b",
+        "cluster": {"node": "dgx-h100", "preemption": preemption,
+                    "instances": [{"count": instances, "gpu": "h100-sxm", "tp": 1}],
+                    "gpu_memory_utilization": memory_utilization("llama-3.1-8b", "h100-sxm", blocks)},
+        "router": {"name": "round_robin"},
+        "batching": {"name": "vllm", "chunked_prefill": chunked, "max_batched_tokens": 2048, "max_num_seqs": 64},
+        "sim": {"fast_forward": fast_forward, "sample_interval_s": None},
+    }
+
+
+def replay(overrides: dict[str, Any], specs: list[RequestSpec]) -> tuple[Simulation, Any, list[CommittedSteps]]:
+    log: list[CommittedSteps] = []
+    with tempfile.TemporaryDirectory() as directory:
+        simulation = Simulation(build_experiment(Path(directory), **overrides))
+        simulation.workload = specs  # the engine replays any iterable of RequestSpec
+        with watched_commits(log):
+            result = simulation.run()
+    return simulation, result, log
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=shared_prefix_specs(), blocks=st.sampled_from([30, 80, 400]),
+       preemption=st.sampled_from(["recompute", "swap"]), chunked=st.booleans())
+def test_fast_forward_equals_stepping_with_a_prefix_cache(specs: list[RequestSpec], blocks: int, preemption: str,
+                                                          chunked: bool) -> None:
+    """Which cached blocks an allocation evicts decides later prefix hits, so fast-forward must
+    allocate and free in stepping's order, also when a run goes on past its requests' finishes."""
+    tables = [replay(prefix_experiment(blocks, preemption, chunked, fast_forward, 1), copy.deepcopy(specs))[1].requests
+              for fast_forward in (False, True)]
+    stepped, forwarded = tables
+    exact = [c for c in stepped.columns if c not in TIME_COLUMNS]
+    pd.testing.assert_frame_equal(stepped[exact], forwarded[exact])
+    for column in TIME_COLUMNS:
+        np.testing.assert_allclose(forwarded[column].to_numpy(dtype=np.float64),
+                                   stepped[column].to_numpy(dtype=np.float64), rtol=1e-9, atol=0, equal_nan=True,
+                                   err_msg=column)
+    event(f"prefix hits: {int(stepped['prefix_hit_tokens'].sum()) > 0}")
 
 
 TIME_COLUMNS = ("first_scheduled_s", "first_token_s", "last_token_s", "finish_s", "max_token_gap_s")

@@ -19,6 +19,8 @@ none, the request itself is.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, PrivateAttr
 
 from simulator.policy_api import (BATCH_POLICIES, AdmissionPolicy, Policy, Refusal, RequestStatus, RequestView,
@@ -38,6 +40,10 @@ class ContinuousBatching(Policy):
     max_num_seqs: int = Field(default=256, gt=0)
     max_batched_tokens: int = Field(default=8192, gt=0)
     chunked_prefill: bool = False
+    # With nothing waiting, a decode step holds every running request in admission order, so a
+    # finish only takes the finished requests out of the next plans (the engine's fast-forward
+    # runs go on through finishes; see BatchPolicy in simulator.policy_api).
+    steady_through_finishes: ClassVar[bool] = True
     _admission: AdmissionPolicy | None = PrivateAttr(None)
 
     def bind_admission(self, admission: AdmissionPolicy) -> None:

@@ -11,11 +11,19 @@ waits once, and commits the run in one pass over the batch.
 Results equal step-by-step mode: the same durations (the cost model does the
 same float operations on arrays), step ends accumulated in the same order,
 the same KV allocations (blocks are allocated at each step's start).
+
+A run may continue past a finish (``next_segment``): when requests finish and
+nothing else happens on the instance, the next plan would be the same batch
+without them, so the run goes on as a new *segment* over the survivors. Only
+the finished requests are brought up to date then; the survivors' counters
+stay as they were when the run started and advance once, when it ends. A
+segment knows the steps before it (``offset``), so every lazy view (tokens
+computed, KV in use) and the final commit count from the run's start.
 """
 
 from __future__ import annotations
 
-from itertools import accumulate, cycle, islice
+from itertools import accumulate, cycle, islice, repeat
 from typing import Any, Callable
 
 import numpy as np
@@ -39,7 +47,9 @@ class DecodeRun:
         requests: the batch, in plan order.
         durations_s, ends_s: per-step durations and end times.
         flops, hbm_bytes: per-step work (arrays, or one number for every step).
-        blocks_added: blocks allocated by the start of step ``j`` beyond the first plan's.
+        blocks_added: blocks allocated by the start of step ``j`` beyond those the cache holds
+            (for a later segment, beyond those reserved for the run's earlier steps).
+        offset: steps of the run before this segment (0 for its first).
     """
 
     def __init__(self, plan: StepPlan, requests: list[Request], start_s: float, length: int,
@@ -55,6 +65,18 @@ class DecodeRun:
         self.ends_s = np.add.accumulate(ends, out=ends)  # np.cumsum, without its wrapper
         self.flops, self.hbm_bytes = flops, hbm_bytes
         self.blocks_added = blocks_added
+        # A later segment of a run (see next_segment): the run's steps before it, the end of the
+        # run's first step, the longest step after the first in earlier segments.
+        self.offset = 0
+        # The batch's block offsets and KV read (sum of computed + 1) as of the run's start, for
+        # the segment that may follow (set by whoever builds the segment).
+        self.per_offset: list[int] = []
+        self.kv_read_start = 0
+        self.first_end_s: float | None = None
+        self.earlier_gap_s = 0.0
+        # Implied blocks the cache holds already (reserved at the segment's end, while its finished
+        # requests are released): kv_used_blocks must not count them twice.
+        self.released_blocks = 0
 
     def steps_started_by(self, now: float) -> int:
         """How many steps of the run have started at time ``now`` (at least the first)."""
@@ -130,16 +152,23 @@ def plan_is_decode_only(plan: StepPlan) -> bool:
     return plan.decodes == len(plan.entries)
 
 
-def blocks_added_per_step(per_offset: list[int], length: int) -> np.ndarray:
-    """Cumulative blocks the batch allocates by the start of each step of the run.
+def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 0, carry: int = 0) -> np.ndarray:
+    """Cumulative blocks the batch allocates by the start of each of ``length`` steps of the run,
+    from step ``first_step`` of the run on, on top of ``carry`` blocks implied before.
 
     A request with ``c`` tokens computed after the first step has ``o`` free
     slots in its last block; it needs a new block at the start of steps
     ``o + 1``, ``o + 1 + block``, ... So step ``j >= 1`` adds one block for
     every request whose ``o == (j - 1) mod block``: ``per_offset[o]`` counts them.
+    The run's first step (``j = 0``) adds none: its plan allocated them.
     """
     # Iterators rather than numpy: runs are a few dozen steps, where numpy's per-call cost dominates.
-    added = accumulate(islice(cycle(per_offset), length - 1), initial=0)
+    if first_step == 0:
+        added = accumulate(islice(cycle(per_offset), length - 1), initial=carry)
+    else:
+        start = (first_step - 1) % len(per_offset)
+        rotated = per_offset[start:] + per_offset[:start]
+        added = islice(accumulate(islice(cycle(rotated), length), initial=carry), 1, None)
     return np.fromiter(added, dtype=np.int64, count=length)
 
 
@@ -161,7 +190,9 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     if length < 2:
         return None
     durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
-    return DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
+    run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
+    run.per_offset, run.kv_read_start = per_offset, plan.shape.kv_read_tokens
+    return run
 
 
 def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[np.ndarray, Any, Any]:
@@ -186,35 +217,118 @@ def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[np
 
 
 def commit_run(run: DecodeRun, steps: int, kv: KVCache, gap_histogram) -> list[Request]:
-    """Advance the batch by ``steps`` decode steps; returns the requests that finished."""
-    first_end = float(run.ends_s[0])
-    last_end = float(run.ends_s[steps - 1])
-    later_gap = float(run.durations_s[1:steps].max()) if steps > 1 else 0.0
+    """Advance the batch by the first ``steps`` steps of ``run``; returns the requests that finished."""
+    finished, _ = advance(run.requests, run, steps, kv, gap_histogram)
+    add_segment_gaps(run, steps, len(run.requests), gap_histogram)
+    return finished
+
+
+def advance(requests: list[Request], run: DecodeRun, steps: int, kv: KVCache,
+            gap_histogram) -> tuple[list[Request], int]:
+    """Bring ``requests`` of the run up to its step ``run.offset + steps``: counters, last token,
+    largest gap, the blocks their later steps implied; returns those that finished and the
+    blocks allocated.
+
+    Each request's first gap (from its previous token to the run's first step) goes to
+    the histogram here; the gaps of later steps, shared by the batch, go per segment
+    (``add_segment_gaps``).
+    """
+    total = run.offset + steps
+    first_end = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
+    last_end = float(run.ends_s[steps - 1]) if steps else run.start_s  # 0 steps: a segment not begun
+    later = _later_steps(run, steps)
+    later_gap = max(run.earlier_gap_s, float(later.max())) if len(later) else run.earlier_gap_s
     block = kv.block_size
     finished = []
     gaps = []
     crossed = []  # (request, tokens) of requests whose later steps needed new blocks
     add_gap = gaps.append
-    for request in run.requests:
+    for request in requests:
         gap = first_end - request.last_token_s
         add_gap(gap)
         computed = request.computed_tokens
-        request.computed_tokens = computed + steps
-        request.generated_tokens += steps
+        request.computed_tokens = computed + total
+        request.generated_tokens += total
         largest = gap if gap > later_gap else later_gap
         if largest > request.max_token_gap_s:
             request.max_token_gap_s = largest
         request.last_token_s = last_end
         # The plan allocated the first step's block; a later step needs one only when the
         # request crosses a block boundary: those are allocated together below.
-        if computed // block != (computed + steps - 1) // block:
-            crossed.append((request, computed + steps))
+        if computed // block != (computed + total - 1) // block:
+            crossed.append((request, computed + total))
         if request.generated_tokens >= request.output_tokens:
             request.finish_s = last_end
             finished.append(request)
-    if crossed:
-        kv.grow_all(crossed)
+    allocated = kv.grow_all(crossed) if crossed else 0
     gap_histogram.extend(gaps)
-    if steps > 1:
-        gap_histogram.add_repeated_each(run.durations_s[1:steps], len(run.requests))
-    return finished
+    return finished, allocated
+
+
+def add_segment_gaps(run: DecodeRun, steps: int, batch: int, gap_histogram) -> None:
+    """The inter-token gaps of the segment's steps after the run's first: one per request per step."""
+    later = _later_steps(run, steps)
+    if len(later):
+        gap_histogram.add_repeated_each(later, batch)
+
+
+def _later_steps(run: DecodeRun, steps: int) -> np.ndarray:
+    """Durations of the segment's first ``steps`` steps that follow a step of the same run."""
+    return run.durations_s[(0 if run.offset else 1):steps]
+
+
+def split_finishing(run: DecodeRun) -> tuple[list[Request], list[Request], int]:
+    """The requests of ``run`` that finish at its last step, those that go on (plan order), and
+    the fewest steps any of those has left, counted from the run's start."""
+    total = run.offset + run.length
+    finishing, going_on = [], []
+    fewest = MAX_RUN_STEPS + total
+    for request in run.requests:
+        # A request's counters are those of the run's start: it has output - generated steps to go.
+        remaining = request.output_tokens - request.generated_tokens
+        if remaining <= total:
+            finishing.append(request)
+        else:
+            going_on.append(request)
+            if remaining < fewest:
+                fewest = remaining
+    return finishing, going_on, fewest
+
+
+def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request], fewest: int,
+                 kv: KVCache, cost_model) -> DecodeRun | None:
+    """The segment that continues ``run`` with ``survivors`` after ``finished`` left, or None.
+
+    The blocks the run's steps so far implied are reserved in the cache already (see
+    ``KVCache.reserve``). The next step is the run's step ``offset + length``; each survivor's
+    context then has grown by that many tokens since the run's start, where its counters still
+    stand. The segment lasts until the next survivor finishes (``fewest`` steps from the run's
+    start), memory runs out or the run reaches ``MAX_RUN_STEPS`` in all.
+    """
+    first_step = run.offset + run.length
+    length = min(fewest, MAX_RUN_STEPS) - first_step
+    if length < 1:
+        return None
+    block = kv.block_size
+    per_offset, kv_read = run.per_offset.copy(), run.kv_read_start
+    for request in finished:  # their counters are the run's end now: step back to its start
+        computed = request.computed_tokens - first_step
+        per_offset[-(computed + 1) % block] -= 1
+        kv_read -= computed + 1
+    added = blocks_added_per_step(per_offset, length, first_step)
+    length = int(np.searchsorted(added, kv.free_blocks, side="right"))
+    if length < 1:
+        return None
+    batch = len(survivors)
+    # The shape a plan of these decodes would have (its pairs a float sum, as the builder keeps them).
+    context = kv_read + batch * first_step
+    shape = StepShape(batch, batch, batch, float(context), context)
+    plan = StepPlan(tuple(zip(survivors, repeat(1))), shape, decodes=batch)
+    durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
+    segment = DecodeRun(plan, survivors, float(run.ends_s[-1]), length, durations, flops, hbm_bytes,
+                        added[:length])
+    segment.offset, segment.per_offset, segment.kv_read_start = first_step, per_offset, kv_read
+    segment.first_end_s = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
+    later = _later_steps(run, run.length)
+    segment.earlier_gap_s = max(run.earlier_gap_s, float(later.max())) if len(later) else run.earlier_gap_s
+    return segment

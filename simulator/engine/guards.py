@@ -53,6 +53,8 @@ class Guards:
         try:
             kv.check()
             assert now >= self.last_commit_s, f"time went backwards: {now} < {self.last_commit_s}"
+            # Blocks reserved for a run's implied steps are claimed when the run ends (checks run then).
+            assert kv.reserved == 0, f"{kv.reserved} KV blocks reserved but never claimed"
             for request in queues.running:
                 assert 0 <= request.computed_tokens <= request.known_tokens, f"counters of {request!r}"
                 assert request.generated_tokens <= request.output_tokens, f"overshoot of {request!r}"

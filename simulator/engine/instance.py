@@ -17,7 +17,8 @@ import simpy
 
 from simulator.engine.departures import Departures, adopt
 from simulator.engine.guards import Guards, resolve_stall
-from simulator.engine.fast_forward import DecodeRun, RunLedger, build_run, commit_run, plan_is_decode_only
+from simulator.engine.fast_forward import (DecodeRun, RunLedger, add_segment_gaps, advance, build_run, commit_run,
+                                           next_segment, plan_is_decode_only, split_finishing)
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
@@ -83,6 +84,8 @@ class Instance:
         self._kv_actions: list[Callable[[], None]] = []
         self._run_ids: tuple[DecodeRun, frozenset[int]] | None = None  # members of the run, for tokens_computed
         self._interrupt = env.event()
+        # Whether a decode run may continue past its requests' finishes (see _continue_run).
+        self._runs_through_finishes = setup.fast_forward and getattr(batch_policy, "steady_through_finishes", False)
         self.process = env.process(self._run())
 
     # ------------------------------------------------------- InstanceView API
@@ -116,7 +119,7 @@ class Instance:
         if run is None:
             return self.kv.used_blocks
         # Mid-run the cache holds the first step's blocks; later steps' are implied.
-        return self.kv.used_blocks + int(run.blocks_added[run.steps_started_by(self.env.now) - 1])
+        return self.kv.used_blocks + int(run.blocks_added[run.steps_started_by(self.env.now) - 1]) - run.released_blocks
 
     # ------------------------------------------------------ SchedulerView API
     @property
@@ -193,7 +196,7 @@ class Instance:
             self._run_ids = (run, frozenset(r.id for r in run.requests))
         if request.id not in self._run_ids[1]:
             return request.computed_tokens  # adopted during the run: it joins at the next plan
-        return request.computed_tokens + run.steps_ended_by(self.env.now)
+        return request.computed_tokens + run.offset + run.steps_ended_by(self.env.now)
 
     def interrupt_run(self) -> None:
         """End a fast-forward run after its step in flight (an arrival or a cluster action)."""
@@ -252,26 +255,39 @@ class Instance:
         return build_run(plan, start, self.kv, self.cost_model, max_steps=2**31)
 
     def _execute_run(self, run: DecodeRun):
-        """Wait out a decode run, or until an interrupt and the step then in flight; commit it."""
+        """Wait out a decode run, or until an interrupt and the step then in flight; commit it.
+
+        A run whose requests finish may go on with the rest (``commit_run`` then leaves its
+        next segment in ``_decode_run``); the loop waits out each segment in turn.
+        """
         self._decode_run = run
         self._interrupt = interrupt = self.env.event()
-        end = float(run.ends_s[-1])
-        yield _first_of(self.env, interrupt, self.env.timeout(end - self.env.now))
-        steps = run.length
-        if self._interrupt.triggered and self.env.now < end:
-            steps = run.first_end_at_or_after(self.env.now) + 1
-            step_end = float(run.ends_s[steps - 1])
-            if step_end > self.env.now:
-                yield self.env.timeout(step_end - self.env.now)
-        # now + (end - now) can round one ulp away from end; the clock is the truth.
-        run.ends_s[steps - 1] = self.env.now
-        self.commit_run(run, steps)
+        while run is not None:
+            end = float(run.ends_s[-1])
+            yield _first_of(self.env, interrupt, self.env.timeout(end - self.env.now))
+            steps = run.length
+            if interrupt.triggered and self.env.now < end:
+                steps = run.first_end_at_or_after(self.env.now) + 1
+                step_end = float(run.ends_s[steps - 1])
+                if step_end > self.env.now:
+                    yield self.env.timeout(step_end - self.env.now)
+            # now + (end - now) can round one ulp away from end; the clock is the truth.
+            run.ends_s[steps - 1] = self.env.now
+            self.commit_run(run, steps)
+            run = self._decode_run
 
     def commit_run(self, run: DecodeRun, steps: int) -> None:
-        """Commit the first ``steps`` steps of a run (at its end, an interrupt, or the horizon)."""
+        """Commit the first ``steps`` steps of a run (at its end, an interrupt, or the horizon).
+
+        At the end of a run whose requests finish while nothing else happens here, the
+        run may go on with the rest: ``_decode_run`` is then its next segment.
+        """
         self._decode_run = None
         self._run_ledger.add(run, steps, self.kv.used_blocks)
         self._kv_accounted_s = float(run.ends_s[steps - 1])
+        if steps == run.length and self._may_continue_run():
+            self._continue_run(run)
+            return
         finished = commit_run(run, steps, self.kv, self.gap_histogram)
         for request in finished:
             request.status = RequestStatus.FINISHED
@@ -287,14 +303,64 @@ class Instance:
         if hook is not None:
             hook(run.plan, finished, float(run.ends_s[steps - 1]))
 
+    def _may_continue_run(self) -> bool:
+        """Nothing but the run's own finishes happens here: the policy's next plan would be the
+        rest of the batch (it says so with ``steady_through_finishes``), so the run can go on."""
+        queues = self.queues
+        return (self._runs_through_finishes and not self._interrupt.triggered and not queues.waiting
+                and not queues.swapped and not self._kv_actions and not self.departures.pending
+                and self.kv_hooks is None)
+
+    def _continue_run(self, run: DecodeRun) -> None:
+        """End a run's segment: finish the requests that finish, then go on with the rest if the
+        finishes brought nothing here (a client's next call, a cluster action) and they fit.
+
+        The survivors are not visited: their counters stay at the run's start until the run ends.
+        """
+        finishing, survivors, fewest = split_finishing(run)
+        end = float(run.ends_s[-1])
+        # Take the blocks the segment's steps implied before anything is freed, as stepping does;
+        # the requests claim them when they are brought up to date.
+        implied = int(run.blocks_added[-1])
+        self.kv.reserve(implied)
+        run.released_blocks = implied
+        finished, _ = advance(finishing, run, run.length, self.kv, self.gap_histogram)
+        add_segment_gaps(run, run.length, len(run.requests), self.gap_histogram)
+        self._decode_run = run  # lazy views (tokens computed, KV in use) stay exact for on_done's observers
+        for request in finished:
+            request.status = RequestStatus.FINISHED
+        self.queues.pending_tokens -= len(finished)
+        if finished:
+            self.queues.remove_finished()
+        self._release(finished)
+        self.stats.steps += run.length
+        self.guards.progressed()
+        hook = getattr(self.batch_policy, "on_step_end", None)
+        if hook is not None:
+            hook(run.plan, finished, end)
+        segment = None
+        if finished and survivors and self._may_continue_run():
+            segment = next_segment(run, finished, survivors, fewest, self.kv, self.cost_model)
+        self._decode_run = segment
+        if segment is None:
+            # The run ends here: bring the survivors up to date (their gaps are counted above).
+            advance(survivors, run, run.length, self.kv, self.gap_histogram)
+            if self.setup.check_invariants:
+                self.check_invariants(end)
+
     def sync(self, now: float) -> None:
         """Commit the steps of a run in progress that have ended by ``now`` (end of simulation), and
         account the busy part of the step then in flight."""
         run = self._decode_run
+        self._runs_through_finishes = False  # the simulation ends: a run committed now must not go on
         if run is not None:
             steps = run.steps_ended_by(now)
             if steps:
                 self.commit_run(run, steps)
+            elif run.offset:
+                # The end fell where this segment of a run begins: its requests still stand at the
+                # run's start and must be brought up to its earlier segments' end.
+                advance(run.requests, run, 0, self.kv, self.gap_histogram)
             self._decode_run = None
             if steps < run.length:
                 start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])

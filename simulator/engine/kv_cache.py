@@ -11,7 +11,7 @@ of its leading blocks are shared. A request holds
 A shared block whose reference count drops to zero stays cached (so a later
 request with the same prefix skips its prefill) but is evictable: it counts as
 free and is reclaimed, least recently used first, when an allocation needs it.
-Invariant: ``raw_free + cached + referenced_shared + private_total == total``.
+Invariant: ``raw_free + cached + referenced_shared + private_total + reserved == total``.
 
 Retention (``simulator.engine.retention``) may *pin* indexed blocks under a
 key (a workflow between two calls): a pin holds a reference like a request
@@ -80,6 +80,7 @@ class KVCache:
         self.cached: OrderedDict[int, None] = OrderedDict()  # refcount 0, LRU first
         self.holdings: dict[int, Holding] = {}
         self.private_total = 0
+        self.reserved = 0  # blocks taken for requests that have not claimed them yet (see reserve)
         self._hash_cache: dict[int, tuple[int, ...]] = {}
         self.pins: dict[object, list[int]] = {}  # retention pins: key -> hashes it references
         self.pin_refs: dict[int, int] = {}  # hash -> references held by pins
@@ -168,8 +169,9 @@ class KVCache:
         self.private_total += need
         return True
 
-    def grow_all(self, growths: list[tuple[Request, int]]) -> None:
-        """``grow`` each ``(request, total_tokens)`` in turn, when the caller knows all fit.
+    def grow_all(self, growths: list[tuple[Request, int]]) -> int:
+        """``grow`` each ``(request, total_tokens)`` in turn, when the caller knows all fit;
+        returns the blocks allocated.
 
         A decode run commits the blocks its steps implied (the run was sized to fit
         them) for every request that crossed a block boundary: one call rather than
@@ -185,13 +187,31 @@ class KVCache:
             if need > 0:
                 holding.private += need
                 added += need
-        if added > self.free_blocks:
-            raise AssertionError(f"{added} implied blocks do not fit in {self.free_blocks} free")
-        taken = min(added, self.raw_free)
-        self.raw_free -= taken
-        for _ in range(added - taken):
-            self._evict_one_cached()
+        from_reserve = min(added, self.reserved)
+        self.reserved -= from_reserve
+        self._take(added - from_reserve)
         self.private_total += added
+        return added
+
+    def reserve(self, blocks: int) -> None:
+        """Take ``blocks`` from the pool now for requests that claim them later (``grow_all`` draws
+        on the reservation first).
+
+        A decode run that goes on past a finish takes the blocks its steps implied before
+        the finished requests free theirs, as stepping would have, so that later allocations
+        evict the same cached blocks; the survivors claim them when the run ends.
+        """
+        self._take(blocks)
+        self.reserved += blocks
+
+    def _take(self, blocks: int) -> None:
+        """Remove ``blocks`` from the pool: never-used ones first, then cached ones, LRU first."""
+        if blocks > self.free_blocks:
+            raise AssertionError(f"{blocks} implied blocks do not fit in {self.free_blocks} free")
+        taken = min(blocks, self.raw_free)
+        self.raw_free -= taken
+        for _ in range(blocks - taken):
+            self._evict_one_cached()
 
     def publish(self, request: Request) -> None:
         """Turn the request's computed full prompt blocks into shared, indexed blocks."""
@@ -324,7 +344,8 @@ class KVCache:
         assert all(v >= 0 for v in self.refcount.values())
         assert all(self.refcount[h] == 0 for h in self.cached)
         assert self.raw_free >= 0 and self.private_total >= 0
-        assert self.raw_free + len(self.cached) + referenced + self.private_total == self.total_blocks
+        assert self.reserved >= 0
+        assert self.raw_free + len(self.cached) + referenced + self.private_total + self.reserved == self.total_blocks
         assert self.private_total == sum(h.private for h in self.holdings.values())
         held = {h for hold in self.holdings.values() for h in hold.shared}
         assert referenced == len(held | set(self.pin_refs))
