@@ -231,6 +231,31 @@ def test_servegen_lengths_follow_the_client_pdf():
     assert len(prompt) > 500 and prompt.mean() == pytest.approx(expected, rel=0.1)
 
 
+def write_servegen_client(folder: Path, client: int, rate: float) -> Path:
+    """A one-window ServeGen client (Gamma gaps, fixed lengths): the files' format, made up."""
+    folder.mkdir(exist_ok=True)
+    (folder / f"chunk-{client}-trace.csv").write_text(f"0,{rate},1.0,Gamma,1.0,1.0\n600,{rate},1.0,Gamma,1.0,1.0\n")
+    (folder / f"chunk-{client}-dataset.json").write_text(json.dumps(
+        {"0": {"input_tokens": "{100: 1.0}", "output_tokens": "{10: 0.5, 20: 0.5}"}}))
+    return folder
+
+
+def test_servegen_made_up_client_replays_its_rate(tmp_path):
+    folder = write_servegen_client(tmp_path / "sg", 7, rate=2.0)
+    specs = list(build({"servegen": {"path": str(folder), "window_s": [0, 1200]}}))
+    assert abs(len(specs) - 2400) < 5 * math.sqrt(2400)
+    assert {s.tenant for s in specs} == {"servegen-7"} and {s.prompt_tokens for s in specs} == {100}
+
+
+def test_servegen_window_too_large_to_generate_is_one_line(tmp_path):
+    """A rate_scale that asks for trillions of requests in a window fails naming the file and
+    window before drawing them (it used to exhaust memory)."""
+    folder = write_servegen_client(tmp_path / "sg", 7, rate=2.0)
+    with pytest.raises(TraceError, match=r"chunk-7-trace\.csv: window at 0 s: rate 2/s x rate_scale 1e\+09 over "
+                                         r"600 s is about 1\.2e\+12 requests"):
+        list(build({"servegen": {"path": str(folder), "window_s": [0, 1200], "rate_scale": 1e9}}))
+
+
 def test_servegen_missing_folder_is_a_trace_error(tmp_path):
     with pytest.raises(TraceError, match="ServeGen folder not found"):
         build({"servegen": {"path": str(tmp_path / "nope")}})

@@ -33,6 +33,9 @@ from workloads.config_sessions import ServeGenConfig
 from workloads.readers.files import reading
 
 _WINDOW_COLUMNS = ["start_s", "rate", "cv", "pattern", "param1", "param2"]
+# A window's arrivals are drawn at once (clients are merged window by window): beyond this many
+# (about 0.5 GB of arrays) a rate_scale is a typo, not a workload.
+MAX_WINDOW_REQUESTS = 20_000_000
 _PDF_ENTRY = re.compile(r"([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)")
 
 
@@ -53,6 +56,7 @@ class Client:
     """One client's windows and its length PDFs (by window start, ascending; None where it had no traffic)."""
 
     client_id: int
+    trace_path: Path
     windows: pd.DataFrame
     pdf_starts: np.ndarray
     inputs: list[Pdf | None]
@@ -82,6 +86,7 @@ def _generate(config: ServeGenConfig, clients: list[Client], streams: list) -> I
             row = client.windows.loc[client.windows.start_s == window_start]
             if row.empty or row.rate.iloc[0] <= 0:
                 continue
+            _check_window_size(client, row.iloc[0], config.rate_scale, begin, end)
             times = _window_arrivals(row.iloc[0], config.rate_scale, begin, end, arrivals_rng)
             inputs, outputs = client.lengths(window_start)
             parts.append((times, inputs.sample(lengths_rng, len(times)), outputs.sample(lengths_rng, len(times)),
@@ -122,8 +127,8 @@ def load_client(folder: Path, client_id: int) -> Client:
             for key in starts]
     if windows.rate.gt(0).any() and not any(a is not None and b is not None for a, b in pdfs):
         raise TraceError(located(path, "", "the client has traffic but no length distributions"))
-    return Client(client_id, windows, np.array([float(s) for s in starts]), [p[0] for p in pdfs],
-                  [p[1] for p in pdfs])
+    return Client(client_id, folder / f"chunk-{client_id}-trace.csv", windows,
+                  np.array([float(s) for s in starts]), [p[0] for p in pdfs], [p[1] for p in pdfs])
 
 
 def _pdf(path: Path, window: str, entry: dict, field: str) -> Pdf | None:
@@ -144,6 +149,16 @@ def _windows(table: pd.DataFrame, start_s: float, end_s: float) -> Iterator[tupl
     for begin in starts:
         if begin + width > start_s and begin < end_s:
             yield float(begin), max(float(begin), start_s), min(float(begin) + width, end_s)
+
+
+def _check_window_size(client: Client, row, rate_scale: float, begin: float, end: float) -> None:
+    """Refuse a window whose expected arrivals would not fit in memory (a huge ``rate_scale``)."""
+    expected = row["rate"] * rate_scale * (end - begin)
+    if expected > MAX_WINDOW_REQUESTS:
+        raise TraceError(located(client.trace_path, f"window at {row['start_s']:g} s", (
+            f"rate {row['rate']:g}/s x rate_scale {rate_scale:g} over {end - begin:g} s is about "
+            f"{expected:.3g} requests; a window is generated whole, so at most {MAX_WINDOW_REQUESTS:,} "
+            "(lower servegen.rate_scale)")))
 
 
 def _window_arrivals(row, rate_scale: float, begin: float, end: float, rng: np.random.Generator) -> np.ndarray:
