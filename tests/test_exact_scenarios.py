@@ -321,6 +321,35 @@ def test_a_step_cut_by_the_horizon_counts_as_busy_until_the_horizon(tmp_path: Pa
         assert result.summary["utilization"]["gpu_busy"] == pytest.approx(1.0, rel=1e-12)
 
 
+@pytest.mark.parametrize("prompt_a, horizon_s", [(61, 1.1), (60, 1.3), (59, 1.6)],
+                         ids=["first-segment", "first-step-of-a-later-segment", "later-segment"])
+def test_kv_use_up_to_a_horizon_counts_the_blocks_of_the_step_in_flight(tmp_path: Path, prompt_a: int,
+                                                                        horizon_s: float) -> None:
+    """Steps of 0.25 s; decode step k runs from 0.25 (k + 1) s. B (64 tokens, 5 out) finishes at
+    1.25 s, after which the run goes on with A alone. A's token 64 opens its fifth block in
+    step 3, 4 or 5 (prompts 61, 60, 59): in the first segment, in the first step of the next, or
+    later in it. A horizon inside that step must see the new block in the KV mean and peak, as
+    stepping (whose plan allocated it) does."""
+    summaries = []
+    for fast_forward in (False, True):
+        folder = tmp_path / str(fast_forward)
+        folder.mkdir()
+        experiment = build_experiment(
+            folder, model="llama-3.1-8b",
+            cluster={"node": "dgx-h100", "instances": [{"count": 1, "gpu": "h100-sxm", "tp": 1}],
+                     "gpu_memory_utilization": memory_utilization("llama-3.1-8b", "h100-sxm", 20),
+                     "block_size_tokens": 16},
+            workload=trace_workload(folder, [(0.0, prompt_a, 40), (0.0, 64, 5)]),
+            batching={"name": "vllm", "chunked_prefill": False},
+            sim={"fast_forward": fast_forward, "sample_interval_s": None, "horizon_s": horizon_s})
+        simulation = Simulation(experiment)
+        simulation.cluster.instances[0].cost_model = ConstantStepCost(0.25)
+        summaries.append(simulation.run().summary["utilization"])
+    stepped, forwarded = summaries
+    assert forwarded["kv_peak"] == stepped["kv_peak"]
+    assert forwarded["kv_mean"] == pytest.approx(stepped["kv_mean"], rel=1e-12)
+
+
 def test_horizon_at_the_end_of_a_fast_forward_run(tmp_path: Path) -> None:
     """Steps of 0.25 s: prefill ends at 0.25, decodes at 0.5, 0.75 and 1.0 = the horizon, when request 0
     (4 tokens) finishes. Fast-forward must record what stepping records."""

@@ -289,6 +289,13 @@ class Instance:
             self._continue_run(run)
             return
         finished = commit_run(run, steps, self.kv, self.gap_histogram)
+        end = float(run.ends_s[steps - 1])
+        self._run_steps_done(run, steps, finished, end, check=self.setup.check_invariants)
+
+    def _run_steps_done(self, run: DecodeRun, steps: int, finished: list[Request], end: float,
+                        check: bool) -> None:
+        """After a run's steps are committed: release the finished requests, count the steps and
+        tell the policy, as a single step's commit does."""
         for request in finished:
             request.status = RequestStatus.FINISHED
         self.queues.pending_tokens -= len(finished)
@@ -297,11 +304,11 @@ class Instance:
         self._release(finished)
         self.stats.steps += steps
         self.guards.progressed()
-        if self.setup.check_invariants:
-            self.check_invariants(float(run.ends_s[steps - 1]))
+        if check:
+            self.check_invariants(end)
         hook = getattr(self.batch_policy, "on_step_end", None)
         if hook is not None:
-            hook(run.plan, finished, float(run.ends_s[steps - 1]))
+            hook(run.plan, finished, end)
 
     def _may_continue_run(self) -> bool:
         """Nothing but the run's own finishes happens here: the policy's next plan would be the
@@ -327,17 +334,8 @@ class Instance:
         finished, _ = advance(finishing, run, run.length, self.kv, self.gap_histogram)
         add_segment_gaps(run, run.length, len(run.requests), self.gap_histogram)
         self._decode_run = run  # lazy views (tokens computed, KV in use) stay exact for on_done's observers
-        for request in finished:
-            request.status = RequestStatus.FINISHED
-        self.queues.pending_tokens -= len(finished)
-        if finished:
-            self.queues.remove_finished()
-        self._release(finished)
-        self.stats.steps += run.length
-        self.guards.progressed()
-        hook = getattr(self.batch_policy, "on_step_end", None)
-        if hook is not None:
-            hook(run.plan, finished, end)
+        # The survivors are behind until the run ends: invariants are checked then.
+        self._run_steps_done(run, run.length, finished, end, check=False)
         segment = None
         if finished and survivors and self._may_continue_run():
             segment = next_segment(run, finished, survivors, fewest, self.kv, self.cost_model)
@@ -363,6 +361,10 @@ class Instance:
                 advance(run.requests, run, 0, self.kv, self.gap_histogram)
             self._decode_run = None
             if steps < run.length:
+                # Stepping's plan allocated the blocks of the step in flight when it began; the KV
+                # integral and peak up to the end count them.
+                self.kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests
+                                  if request.status is RequestStatus.RUNNING])
                 start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])
                 flops, hbm_bytes = (float(work[steps]) if isinstance(work, np.ndarray) else float(work)
                                     for work in (run.flops, run.hbm_bytes))  # an array, or one value for all steps
