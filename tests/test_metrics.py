@@ -86,6 +86,31 @@ def test_add_many_equals_add() -> None:
     assert vectorised.to_dict()["buckets"] == looped.to_dict()["buckets"]
 
 
+def test_gap_buffer_counts_every_gap_and_flushes_in_batches(monkeypatch) -> None:
+    """The engine's write buffer: everything it holds reaches the histogram, and it flushes in
+    batches (a flush per add would cost the numpy calls the buffer exists to save)."""
+    from simulator.metrics import gap_buffer
+
+    monkeypatch.setattr(gap_buffer, "FLUSH_AT", 10)
+    direct, buffered = LogHistogram(), LogHistogram()
+    buffer = gap_buffer.GapBuffer(buffered)
+    flushes = []
+    original = buffer._flush_arrays
+    monkeypatch.setattr(buffer, "_flush_arrays", lambda: (flushes.append(len(buffer._arrays)), original()))
+    rng = np.random.default_rng(6)
+    for _ in range(12):
+        values, count = rng.uniform(0.001, 0.1, size=3), int(rng.integers(1, 5))
+        buffer.add_repeated_each(values, count)
+        direct.add_many(values, np.full(3, count))
+    buffer.extend([0.5, 0.25])
+    direct.add_many(np.array([0.5, 0.25]))
+    buffer.flush()
+    assert flushes[:3] == [4, 4, 4], "a flush every 10 items (four arrays of three)"
+    flushed, expected = buffered.to_dict(), direct.to_dict()
+    assert flushed.pop("sum") == pytest.approx(expected.pop("sum"), rel=1e-12)
+    assert flushed == expected
+
+
 def test_merge_equals_one_histogram_of_both() -> None:
     rng = np.random.default_rng(5)
     low, high = rng.uniform(1e-6, 1e-4, 300), rng.uniform(10.0, 1e4, 300)

@@ -73,6 +73,7 @@ class Instance:
         self._wake = env.event()
         self._kv_accounted_s = 0.0
         self._step_in_flight: tuple[StepPlan, float, float] | None = None  # (plan, start, duration)
+        self._step_work: tuple[object, tuple] = (None, (0.0, 0.0))  # (shape, its FLOPs and bytes)
         self._decode_run: DecodeRun | None = None
         self._run_ledger = RunLedger(stats, power.busy_energy_j, kv.total_blocks)  # decode runs' totals
         self.guards = Guards(self)
@@ -227,6 +228,9 @@ class Instance:
                 yield from self._execute_run(run)
                 continue
             duration = self.step_duration_s(plan)
+            # Asked now, while the cost model still holds this shape's work: instances of a group share
+            # one cost model, and another instance's step may be timed before this one commits.
+            self._step_work = (plan.shape, self.cost_model.work(plan.shape))
             self._step_in_flight = (plan, start, duration)
             yield self.env.timeout(duration)
             self._step_in_flight = None
@@ -476,7 +480,8 @@ class Instance:
     def _account_step(self, plan: StepPlan, start: float, end: float) -> None:
         stats = self.stats
         duration = end - start
-        flops, hbm_bytes = self.cost_model.work(plan.shape)
+        shape, work = self._step_work
+        flops, hbm_bytes = work if shape is plan.shape else self.cost_model.work(plan.shape)
         stats.steps += 1
         stats.busy_s += duration
         stats.flops += flops

@@ -55,7 +55,8 @@ class GapBuffer:
     def _flush_arrays(self) -> None:
         if self._arrays:
             values = np.concatenate([v for v, _ in self._arrays])
-            counts = np.concatenate([np.full(len(v), c, dtype=np.int64) for v, c in self._arrays])
+            counts = np.repeat(np.array([c for _, c in self._arrays], dtype=np.int64),
+                               [len(v) for v, _ in self._arrays])
             self.histogram.add_many(values, counts)
             self._arrays = []
             self._array_items = 0
