@@ -33,7 +33,7 @@ stretch, so fast-forward runs stay equal to stepping.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, PrivateAttr
 
@@ -45,6 +45,9 @@ from simulator.policy_api import BATCH_POLICIES, RequestView, SchedulerView, Ste
 class AgentFairShare(ContinuousBatching):
     """``vllm`` continuous batching with waiting calls ordered by tenant virtual token counters."""
 
+    # Its schedule() updates tenant state (who was backlogged) on every step, also when nothing
+    # waits, so the engine must ask it each step rather than continue or start runs on its own.
+    steady_through_finishes: ClassVar[bool] = False
     weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     input_weight: float = Field(default=1.0, ge=0)
     output_weight: float = Field(default=2.0, ge=0)

@@ -152,7 +152,8 @@ def plan_is_decode_only(plan: StepPlan) -> bool:
     return plan.decodes == len(plan.entries)
 
 
-def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 0, carry: int = 0) -> np.ndarray:
+def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 0, carry: int = 0,
+                          first_planned: bool = True) -> np.ndarray:
     """Cumulative blocks the batch allocates by the start of each of ``length`` steps of the run,
     from step ``first_step`` of the run on, on top of ``carry`` blocks implied before.
 
@@ -160,10 +161,11 @@ def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 
     slots in its last block; it needs a new block at the start of steps
     ``o + 1``, ``o + 1 + block``, ... So step ``j >= 1`` adds one block for
     every request whose ``o == (j - 1) mod block``: ``per_offset[o]`` counts them.
-    The run's first step (``j = 0``) adds none: its plan allocated them.
+    The run's first step (``j = 0``) adds none when its plan allocated them (``first_planned``);
+    otherwise it adds one for every request with ``o == block - 1`` (a multiple of ``block`` computed).
     """
     # Iterators rather than numpy: runs are a few dozen steps, where numpy's per-call cost dominates.
-    if first_step == 0:
+    if first_step == 0 and first_planned:
         added = accumulate(islice(cycle(per_offset), length - 1), initial=carry)
     else:
         start = (first_step - 1) % len(per_offset)
@@ -192,6 +194,42 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
     run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
     run.per_offset, run.kv_read_start = per_offset, plan.shape.kv_read_tokens
+    return run
+
+
+def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_model,
+                  limits) -> DecodeRun | None:
+    """The run of ``requests`` (an instance's running batch, in order) when every one of them
+    only decodes, built without a plan; None when one does not, or the first step does not fit.
+
+    What a policy declaring ``steady_through_finishes`` plans when nothing waits (see
+    ``Instance._unplanned_run``), so the run is the same; its first step's blocks are
+    implied like the later ones' instead of allocated by the plan.
+    """
+    batch = len(requests)
+    if not batch or batch > limits.max_num_seqs or batch > limits.max_batched_tokens:
+        return None
+    block = kv.block_size
+    per_offset = [0] * block
+    kv_read, length = 0, MAX_RUN_STEPS
+    for request in requests:
+        computed = request.computed_tokens
+        if request.prompt_tokens + request.generated_tokens - computed != 1 or not request.generated_tokens:
+            return None  # still prefilling, or its first token not sampled: the policy decides
+        per_offset[-(computed + 1) % block] += 1
+        kv_read += computed + 1
+        remaining = request.output_tokens - request.generated_tokens
+        if remaining < length:
+            length = remaining
+    added = blocks_added_per_step(per_offset, length, first_planned=False)
+    length = int(np.searchsorted(added, kv.free_blocks, side="right"))
+    if length < 1:
+        return None  # the first step needs a block that is not free: the policy preempts
+    shape = StepShape(batch, batch, batch, float(kv_read), kv_read)
+    plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
+    durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
+    run = DecodeRun(plan, list(requests), start_s, length, durations, flops, hbm_bytes, added[:length])
+    run.per_offset, run.kv_read_start = per_offset, kv_read
     return run
 
 
@@ -253,9 +291,10 @@ def advance(requests: list[Request], run: DecodeRun, steps: int, kv: KVCache,
         if largest > request.max_token_gap_s:
             request.max_token_gap_s = largest
         request.last_token_s = last_end
-        # The plan allocated the first step's block; a later step needs one only when the
-        # request crosses a block boundary: those are allocated together below.
-        if computed // block != (computed + total - 1) // block:
+        # Blocks for the computed tokens are held (and, when a plan began the run, for its first
+        # step's); a request needs more only if its run crossed a block boundary: those are
+        # allocated together below.
+        if (computed - 1) // block != (computed + total - 1) // block:
             crossed.append((request, computed + total))
         if request.generated_tokens >= request.output_tokens:
             request.finish_s = last_end

@@ -18,7 +18,7 @@ import simpy
 from simulator.engine.departures import Departures, adopt
 from simulator.engine.guards import Guards, resolve_stall
 from simulator.engine.fast_forward import (DecodeRun, RunLedger, add_segment_gaps, advance, build_run, commit_run,
-                                           next_segment, plan_is_decode_only, split_finishing)
+                                           next_segment, plan_is_decode_only, split_finishing, unplanned_run)
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
@@ -215,6 +215,10 @@ class Instance:
                 yield self._wake
                 continue
             self._account_kv(self.env.now)
+            run = self._unplanned_run()
+            if run is not None:
+                yield from self._execute_run(run)
+                continue
             plan = self.plan_step()
             if plan.is_empty:
                 if not plan.rejected and not self._resolve_stall():
@@ -247,6 +251,16 @@ class Instance:
         for request in plan.rejected:
             self.on_done(request)
         return plan
+
+    def _unplanned_run(self) -> DecodeRun | None:
+        """A decode run of the whole running batch without asking the policy, when it says what
+        it would plan: with nothing waiting or swapped, a policy declaring
+        ``steady_through_finishes`` gives every running request that only decodes one token, in
+        order (the plan a run continues with after a finish). None: the policy plans this step."""
+        queues = self.queues
+        if not self._runs_through_finishes or queues.waiting or queues.swapped or self.kv_hooks is not None:
+            return None
+        return unplanned_run(queues.running, self.env.now, self.kv, self.cost_model, self.setup.limits)
 
     def _plan_run(self, plan: StepPlan, start: float) -> DecodeRun | None:
         if not self.setup.fast_forward or self.queues.swapped:
