@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, settings
 import simulator.runner
 from simulator.config import Experiment, load_experiment
 from simulator.engine.instance import Instance, InstanceSetup
+from simulator.engine.run_driver import RunDriver
 from simulator.runner import RunResult, run_experiment
 
 # ------------------------------------------------------------ hypothesis profiles
@@ -213,9 +214,9 @@ CommitHook = Callable[[Instance, CommittedSteps], None]
 
 @contextmanager
 def commit_hooks(before: CommitHook | None = None, after: CommitHook | None = None) -> Iterator[None]:
-    """Patch ``Instance.commit`` and ``Instance.commit_run`` to call ``before``/``after(instance, steps)``."""
+    """Patch ``Instance.commit`` and ``RunDriver.commit`` (decode runs) to call ``before``/``after(instance, steps)``."""
     original_commit = Instance.commit
-    original_run = getattr(Instance, "commit_run", None)
+    original_run = RunDriver.commit
 
     def commit(self: Instance, plan, start: float, end: float) -> None:
         record = CommittedSteps(self.id, plan, start, (end,), self.env.now)
@@ -225,21 +226,18 @@ def commit_hooks(before: CommitHook | None = None, after: CommitHook | None = No
         if after is not None:
             after(self, record)
 
-    def commit_run(self: Instance, run, steps: int) -> None:
-        record = CommittedSteps(self.id, run.plan, float(run.start_s),
-                                tuple(float(e) for e in run.ends_s[:steps]), self.env.now)
+    def commit_run(self: RunDriver, run, steps: int) -> None:
+        instance = self.instance
+        record = CommittedSteps(instance.id, run.plan, float(run.start_s),
+                                tuple(float(e) for e in run.ends_s[:steps]), instance.env.now)
         if before is not None:
-            before(self, record)
+            before(instance, record)
         original_run(self, run, steps)
         if after is not None:
-            after(self, record)
+            after(instance, record)
 
-    with mock.patch.object(Instance, "commit", commit):
-        if original_run is None:
-            yield
-        else:
-            with mock.patch.object(Instance, "commit_run", commit_run):
-                yield
+    with mock.patch.object(Instance, "commit", commit), mock.patch.object(RunDriver, "commit", commit_run):
+        yield
 
 
 @contextmanager

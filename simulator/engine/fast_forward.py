@@ -203,7 +203,7 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
     only decodes, built without a plan; None when one does not, or the first step does not fit.
 
     What a policy declaring ``steady_through_finishes`` plans when nothing waits (see
-    ``Instance._unplanned_run``), so the run is the same; its first step's blocks are
+    ``RunDriver.unplanned``), so the run is the same; its first step's blocks are
     implied like the later ones' instead of allocated by the plan.
     """
     batch = len(requests)

@@ -12,17 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import simpy
 
 from simulator.engine.departures import Departures, adopt
 from simulator.engine.guards import Guards, resolve_stall
-from simulator.engine.fast_forward import (DecodeRun, RunLedger, add_segment_gaps, advance, build_run, commit_run,
-                                           next_segment, plan_is_decode_only, split_finishing, unplanned_run)
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
 from simulator.engine.request import Request, RequestStatus
+from simulator.engine.run_driver import RunDriver
 from simulator.engine.step import StepBuilder, StepLimits, StepPlan
 from simulator.metrics.gap_buffer import GapBuffer
 from simulator.metrics.run_stats import InstanceStats
@@ -74,8 +72,6 @@ class Instance:
         self._kv_accounted_s = 0.0
         self._step_in_flight: tuple[StepPlan, float, float] | None = None  # (plan, start, duration)
         self._step_work: tuple[object, tuple] = (None, (0.0, 0.0))  # (shape, its FLOPs and bytes)
-        self._decode_run: DecodeRun | None = None
-        self._run_ledger = RunLedger(stats, power.busy_energy_j, kv.total_blocks)  # decode runs' totals
         self.guards = Guards(self)
         self.departures = Departures(self)
         self.on_first_token: Callable[[Request], None] | None = None
@@ -83,10 +79,7 @@ class Instance:
         # Workflow KV retention (simulator.engine.retention); None: plain prefix caching.
         self.kv_hooks = None
         self._kv_actions: list[Callable[[], None]] = []
-        self._run_ids: tuple[DecodeRun, frozenset[int]] | None = None  # members of the run, for tokens_computed
-        self._interrupt = env.event()
-        # Whether a decode run may continue past its requests' finishes (see _continue_run).
-        self._runs_through_finishes = setup.fast_forward and getattr(batch_policy, "steady_through_finishes", False)
+        self.runs = RunDriver(self, setup.fast_forward)  # fast-forward: decode runs in place of steps
         self.process = env.process(self._run())
 
     # ------------------------------------------------------- InstanceView API
@@ -116,11 +109,7 @@ class Instance:
 
     @property
     def kv_used_blocks(self) -> int:
-        run = self._decode_run
-        if run is None:
-            return self.kv.used_blocks
-        # Mid-run the cache holds the first step's blocks; later steps' are implied.
-        return self.kv.used_blocks + int(run.blocks_added[run.steps_started_by(self.env.now) - 1]) - run.released_blocks
+        return self.kv.used_blocks + self.runs.implied_blocks()
 
     # ------------------------------------------------------ SchedulerView API
     @property
@@ -182,6 +171,11 @@ class Instance:
         self._account_kv(self.env.now)
         action()
 
+    @property
+    def has_kv_actions(self) -> bool:
+        """Whether KV changes wait for the next step boundary (see ``defer_kv_action``)."""
+        return bool(self._kv_actions)
+
     def _apply_kv_actions(self) -> None:
         self._account_kv(self.env.now)
         actions, self._kv_actions = self._kv_actions, []
@@ -190,19 +184,11 @@ class Instance:
 
     def tokens_computed(self, request: Request) -> int:
         """Tokens of ``request`` whose KV exists here now; exact inside a fast-forward run."""
-        run = self._decode_run
-        if run is None or request.instance_id != self.id or request.status is not RequestStatus.RUNNING:
-            return request.computed_tokens
-        if self._run_ids is None or self._run_ids[0] is not run:
-            self._run_ids = (run, frozenset(r.id for r in run.requests))
-        if request.id not in self._run_ids[1]:
-            return request.computed_tokens  # adopted during the run: it joins at the next plan
-        return request.computed_tokens + run.offset + run.steps_ended_by(self.env.now)
+        return self.runs.tokens_computed(request)
 
     def interrupt_run(self) -> None:
         """End a fast-forward run after its step in flight (an arrival or a cluster action)."""
-        if self._decode_run is not None and not self._interrupt.triggered:
-            self._interrupt.succeed()
+        self.runs.cut_short()
 
     # ------------------------------------------------------------ engine loop
     def _run(self):
@@ -215,9 +201,9 @@ class Instance:
                 yield self._wake
                 continue
             self._account_kv(self.env.now)
-            run = self._unplanned_run()
+            run = self.runs.unplanned()
             if run is not None:
-                yield from self._execute_run(run)
+                yield from self.runs.execute(run)
                 continue
             plan = self.plan_step()
             if plan.is_empty:
@@ -227,9 +213,9 @@ class Instance:
                     yield self._wake
                 continue
             start = self.env.now
-            run = self._plan_run(plan, start)
+            run = self.runs.planned(plan, start)
             if run is not None:
-                yield from self._execute_run(run)
+                yield from self.runs.execute(run)
                 continue
             duration = self.step_duration_s(plan)
             # Asked now, while the cost model still holds this shape's work: instances of a group share
@@ -252,68 +238,10 @@ class Instance:
             self.on_done(request)
         return plan
 
-    def _unplanned_run(self) -> DecodeRun | None:
-        """A decode run of the whole running batch without asking the policy, when it says what
-        it would plan: with nothing waiting or swapped, a policy declaring
-        ``steady_through_finishes`` gives every running request that only decodes one token, in
-        order (the plan a run continues with after a finish). None: the policy plans this step."""
-        queues = self.queues
-        if not self._runs_through_finishes or queues.waiting or queues.swapped or self.kv_hooks is not None:
-            return None
-        return unplanned_run(queues.running, self.env.now, self.kv, self.cost_model, self.setup.limits)
-
-    def _plan_run(self, plan: StepPlan, start: float) -> DecodeRun | None:
-        if not self.setup.fast_forward or self.queues.swapped:
-            return None
-        if len(plan.entries) != len(self.queues.running) or not plan_is_decode_only(plan):
-            return None
-        steady = getattr(self.batch_policy, "steady_decode", None)
-        if steady is None or not steady(self):
-            return None
-        return build_run(plan, start, self.kv, self.cost_model, max_steps=2**31)
-
-    def _execute_run(self, run: DecodeRun):
-        """Wait out a decode run, or until an interrupt and the step then in flight; commit it.
-
-        A run whose requests finish may go on with the rest (``commit_run`` then leaves its
-        next segment in ``_decode_run``); the loop waits out each segment in turn.
-        """
-        self._decode_run = run
-        self._interrupt = interrupt = self.env.event()
-        while run is not None:
-            end = float(run.ends_s[-1])
-            yield _first_of(self.env, interrupt, self.env.timeout(end - self.env.now))
-            steps = run.length
-            if interrupt.triggered and self.env.now < end:
-                steps = run.first_end_at_or_after(self.env.now) + 1
-                step_end = float(run.ends_s[steps - 1])
-                if step_end > self.env.now:
-                    yield self.env.timeout(step_end - self.env.now)
-            # now + (end - now) can round one ulp away from end; the clock is the truth.
-            run.ends_s[steps - 1] = self.env.now
-            self.commit_run(run, steps)
-            run = self._decode_run
-
-    def commit_run(self, run: DecodeRun, steps: int) -> None:
-        """Commit the first ``steps`` steps of a run (at its end, an interrupt, or the horizon).
-
-        At the end of a run whose requests finish while nothing else happens here, the
-        run may go on with the rest: ``_decode_run`` is then its next segment.
-        """
-        self._decode_run = None
-        self._run_ledger.add(run, steps, self.kv.used_blocks)
-        self._kv_accounted_s = float(run.ends_s[steps - 1])
-        if steps == run.length and self._may_continue_run():
-            self._continue_run(run)
-            return
-        finished = commit_run(run, steps, self.kv, self.gap_histogram)
-        end = float(run.ends_s[steps - 1])
-        self._run_steps_done(run, steps, finished, end, check=self.setup.check_invariants)
-
-    def _run_steps_done(self, run: DecodeRun, steps: int, finished: list[Request], end: float,
+    def steps_committed(self, plan: StepPlan, steps: int, finished: list[Request], end: float,
                         check: bool) -> None:
-        """After a run's steps are committed: release the finished requests, count the steps and
-        tell the policy, as a single step's commit does."""
+        """After a decode run's steps are committed: release the finished requests, count the steps
+        and tell the policy, as a single step's commit does."""
         for request in finished:
             request.status = RequestStatus.FINISHED
         self.queues.pending_tokens -= len(finished)
@@ -326,67 +254,16 @@ class Instance:
             self.check_invariants(end)
         hook = getattr(self.batch_policy, "on_step_end", None)
         if hook is not None:
-            hook(run.plan, finished, end)
-
-    def _may_continue_run(self) -> bool:
-        """Nothing but the run's own finishes happens here: the policy's next plan would be the
-        rest of the batch (it says so with ``steady_through_finishes``), so the run can go on."""
-        queues = self.queues
-        return (self._runs_through_finishes and not self._interrupt.triggered and not queues.waiting
-                and not queues.swapped and not self._kv_actions and not self.departures.pending
-                and self.kv_hooks is None)
-
-    def _continue_run(self, run: DecodeRun) -> None:
-        """End a run's segment: finish the requests that finish, then go on with the rest if the
-        finishes brought nothing here (a client's next call, a cluster action) and they fit.
-
-        The survivors are not visited: their counters stay at the run's start until the run ends.
-        """
-        finishing, survivors, fewest = split_finishing(run)
-        end = float(run.ends_s[-1])
-        # Take the blocks the segment's steps implied before anything is freed, as stepping does;
-        # the requests claim them when they are brought up to date.
-        implied = int(run.blocks_added[-1])
-        self.kv.reserve(implied)
-        run.released_blocks = implied
-        finished, _ = advance(finishing, run, run.length, self.kv, self.gap_histogram)
-        add_segment_gaps(run, run.length, len(run.requests), self.gap_histogram)
-        self._decode_run = run  # lazy views (tokens computed, KV in use) stay exact for on_done's observers
-        # The survivors are behind until the run ends: invariants are checked then.
-        self._run_steps_done(run, run.length, finished, end, check=False)
-        segment = None
-        if finished and survivors and self._may_continue_run():
-            segment = next_segment(run, finished, survivors, fewest, self.kv, self.cost_model)
-        self._decode_run = segment
-        if segment is None:
-            # The run ends here: bring the survivors up to date (their gaps are counted above).
-            advance(survivors, run, run.length, self.kv, self.gap_histogram)
-            if self.setup.check_invariants:
-                self.check_invariants(end)
+            hook(plan, finished, end)
 
     def sync(self, now: float) -> None:
         """Commit the steps of a run in progress that have ended by ``now`` (end of simulation), and
         account the busy part of the step then in flight."""
-        run = self._decode_run
-        self._runs_through_finishes = False  # the simulation ends: a run committed now must not go on
-        if run is not None:
-            steps = run.steps_ended_by(now)
-            if steps:
-                self.commit_run(run, steps)
-            elif run.offset:
-                # The end fell where this segment of a run begins: its requests still stand at the
-                # run's start and must be brought up to its earlier segments' end.
-                advance(run.requests, run, 0, self.kv, self.gap_histogram)
-            self._decode_run = None
-            if steps < run.length:
-                # Stepping's plan allocated the blocks of the step in flight when it began; the KV
-                # integral and peak up to the end count them.
-                self.kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests
-                                  if request.status is RequestStatus.RUNNING])
-                start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])
-                flops, hbm_bytes = (float(work[steps]) if isinstance(work, np.ndarray) else float(work)
-                                    for work in (run.flops, run.hbm_bytes))  # an array, or one value for all steps
-                self._account_partial_step(start, now, float(run.durations_s[steps]), flops, hbm_bytes)
+        if self.runs.current is not None:
+            in_flight = self.runs.sync(now)
+            if in_flight is not None:
+                start, duration, flops, hbm_bytes = in_flight
+                self._account_partial_step(start, now, duration, flops, hbm_bytes)
         elif self._step_in_flight is not None:
             plan, start, duration = self._step_in_flight
             self._step_in_flight = None
@@ -502,6 +379,10 @@ class Instance:
         stats.hbm_bytes += hbm_bytes
         stats.energy_j += self.power.busy_energy_j(duration, flops, hbm_bytes)
 
+    def kv_accounted_to(self, now: float) -> None:
+        """KV use up to ``now`` is accounted elsewhere (a decode run's ledger)."""
+        self._kv_accounted_s = now
+
     def _account_kv(self, now: float) -> None:
         """Integrate KV usage over time; called before every change of usage that matters."""
         fraction = self.kv.used_blocks / self.kv.total_blocks
@@ -517,7 +398,7 @@ class Instance:
         energy is charged for those only (default: the whole run).
         """
         self.sync(now)
-        self._run_ledger.flush()
+        self.runs.ledger.flush()
         self._account_kv(now)
         provisioned = now if active_s is None else active_s
         self.stats.energy_j += self.power.idle_energy_j(max(0.0, provisioned - self.stats.busy_s))
@@ -530,20 +411,3 @@ class Instance:
     def _resolve_stall(self) -> bool:
         return resolve_stall(self)
 
-
-def _first_of(env: simpy.Environment, *events: simpy.Event) -> simpy.Event:
-    """An event that succeeds when the first of ``events`` is processed: ``AnyOf`` without its
-    bookkeeping (one run per engine cycle builds one; the value is never read).
-
-    Like ``AnyOf`` it is triggered from the first event's callbacks, so the waiting
-    process resumes after the same number of scheduling hops as with a condition.
-    """
-    first = env.event()
-
-    def trigger(_event: simpy.Event) -> None:
-        if not first.triggered:
-            first.succeed()
-
-    for event in events:
-        event.callbacks.append(trigger)
-    return first

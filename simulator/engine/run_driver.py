@@ -1,0 +1,220 @@
+"""Fast-forward on one instance: starting decode runs, waiting them out, committing them.
+
+``simulator.engine.fast_forward`` holds the arithmetic of a run (its steps'
+times, blocks and counters); this module holds what an instance does with
+one: when a run may start in place of a planned step, the wait that an
+arrival or a cluster action cuts short, the commit of the steps that ended,
+and a run's going on past its requests' finishes. While a run is in progress
+its requests' counters stand at the run's start; the views here (tokens
+computed, KV in use) are exact at any time by arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+
+from simulator.engine.fast_forward import (DecodeRun, RunLedger, add_segment_gaps, advance, build_run, commit_run,
+                                           next_segment, plan_is_decode_only, split_finishing, unplanned_run)
+from simulator.engine.request import Request, RequestStatus
+from simulator.engine.step import StepPlan
+
+if TYPE_CHECKING:
+    from simulator.engine.instance import Instance
+
+
+class RunDriver:
+    """The decode runs of one instance: the run in progress, its interrupt and the runs' totals.
+
+    Args:
+        instance: the instance whose running batch the runs advance.
+        fast_forward: whether runs are used at all (``sim.fast_forward``).
+    """
+
+    def __init__(self, instance: Instance, fast_forward: bool) -> None:
+        self.instance = instance
+        self.env = instance.env
+        self.fast_forward = fast_forward
+        self.current: DecodeRun | None = None
+        self.ledger = RunLedger(instance.stats, instance.power.busy_energy_j, instance.kv.total_blocks)
+        self.interrupt = self.env.event()
+        # Whether a run may continue past its requests' finishes (see _continue).
+        self.through_finishes = fast_forward and getattr(instance.batch_policy, "steady_through_finishes", False)
+        self._members: tuple[DecodeRun, frozenset[int]] | None = None  # the run's request ids, for tokens_computed
+
+    # ------------------------------------------------------------------ views
+    def implied_blocks(self) -> int:
+        """KV blocks the run in progress holds beyond those the cache has allocated."""
+        run = self.current
+        if run is None:
+            return 0
+        # Mid-run the cache holds the first step's blocks; later steps' are implied.
+        return int(run.blocks_added[run.steps_started_by(self.env.now) - 1]) - run.released_blocks
+
+    def tokens_computed(self, request: Request) -> int:
+        """Tokens of ``request`` whose KV exists on the instance now; exact inside a run."""
+        run = self.current
+        if run is None or request.instance_id != self.instance.id or request.status is not RequestStatus.RUNNING:
+            return request.computed_tokens
+        if self._members is None or self._members[0] is not run:
+            self._members = (run, frozenset(r.id for r in run.requests))
+        if request.id not in self._members[1]:
+            return request.computed_tokens  # adopted during the run: it joins at the next plan
+        return request.computed_tokens + run.offset + run.steps_ended_by(self.env.now)
+
+    def cut_short(self) -> None:
+        """End the run in progress after its step in flight (an arrival or a cluster action)."""
+        if self.current is not None and not self.interrupt.triggered:
+            self.interrupt.succeed()
+
+    # ---------------------------------------------------------------- starting
+    def unplanned(self) -> DecodeRun | None:
+        """A run of the whole running batch without asking the policy, when it says what it would
+        plan: with nothing waiting or swapped, a policy declaring ``steady_through_finishes`` gives
+        every running request that only decodes one token, in order (the plan a run continues with
+        after a finish). None: the policy plans this step."""
+        instance = self.instance
+        queues = instance.queues
+        if not self.through_finishes or queues.waiting or queues.swapped or instance.kv_hooks is not None:
+            return None
+        return unplanned_run(queues.running, self.env.now, instance.kv, instance.cost_model, instance.setup.limits)
+
+    def planned(self, plan: StepPlan, start: float) -> DecodeRun | None:
+        """The run that starts with ``plan``, when the plan is a decode of the whole batch and the
+        policy says the next steps would repeat it (``steady_decode``); else None."""
+        instance = self.instance
+        if not self.fast_forward or instance.queues.swapped:
+            return None
+        if len(plan.entries) != len(instance.queues.running) or not plan_is_decode_only(plan):
+            return None
+        steady = getattr(instance.batch_policy, "steady_decode", None)
+        if steady is None or not steady(instance):
+            return None
+        return build_run(plan, start, instance.kv, instance.cost_model, max_steps=2**31)
+
+    # ---------------------------------------------------------------- running
+    def execute(self, run: DecodeRun):
+        """Wait out a run, or until an interrupt and the step then in flight; commit it.
+
+        A run whose requests finish may go on with the rest (``commit`` then leaves its
+        next segment in ``current``); the loop waits out each segment in turn.
+        """
+        env = self.env
+        self.current = run
+        self.interrupt = interrupt = env.event()
+        while run is not None:
+            end = float(run.ends_s[-1])
+            yield _first_of(env, interrupt, env.timeout(end - env.now))
+            steps = run.length
+            if interrupt.triggered and env.now < end:
+                steps = run.first_end_at_or_after(env.now) + 1
+                step_end = float(run.ends_s[steps - 1])
+                if step_end > env.now:
+                    yield env.timeout(step_end - env.now)
+            # now + (end - now) can round one ulp away from end; the clock is the truth.
+            run.ends_s[steps - 1] = env.now
+            self.commit(run, steps)
+            run = self.current
+
+    def commit(self, run: DecodeRun, steps: int) -> None:
+        """Commit the first ``steps`` steps of a run (at its end, an interrupt, or the horizon).
+
+        At the end of a run whose requests finish while nothing else happens on the
+        instance, the run may go on with the rest: ``current`` is then its next segment.
+        """
+        instance = self.instance
+        self.current = None
+        self.ledger.add(run, steps, instance.kv.used_blocks)
+        instance.kv_accounted_to(float(run.ends_s[steps - 1]))
+        if steps == run.length and self._may_continue():
+            self._continue(run)
+            return
+        finished = commit_run(run, steps, instance.kv, instance.gap_histogram)
+        end = float(run.ends_s[steps - 1])
+        instance.steps_committed(run.plan, steps, finished, end, check=instance.setup.check_invariants)
+
+    def _may_continue(self) -> bool:
+        """Nothing but the run's own finishes happens on the instance: the policy's next plan would
+        be the rest of the batch (it says so with ``steady_through_finishes``), so the run can go on."""
+        instance = self.instance
+        queues = instance.queues
+        return (self.through_finishes and not self.interrupt.triggered and not queues.waiting
+                and not queues.swapped and not instance.has_kv_actions and not instance.departures.pending
+                and instance.kv_hooks is None)
+
+    def _continue(self, run: DecodeRun) -> None:
+        """End a run's segment: finish the requests that finish, then go on with the rest if the
+        finishes brought nothing here (a client's next call, a cluster action) and they fit.
+
+        The survivors are not visited: their counters stay at the run's start until the run ends.
+        """
+        instance = self.instance
+        kv, histogram = instance.kv, instance.gap_histogram
+        finishing, survivors, fewest = split_finishing(run)
+        end = float(run.ends_s[-1])
+        # Take the blocks the segment's steps implied before anything is freed, as stepping does;
+        # the requests claim them when they are brought up to date.
+        implied = int(run.blocks_added[-1])
+        kv.reserve(implied)
+        run.released_blocks = implied
+        finished, _ = advance(finishing, run, run.length, kv, histogram)
+        add_segment_gaps(run, run.length, len(run.requests), histogram)
+        self.current = run  # lazy views (tokens computed, KV in use) stay exact for on_done's observers
+        # The survivors are behind until the run ends: invariants are checked then.
+        instance.steps_committed(run.plan, run.length, finished, end, check=False)
+        segment = None
+        if finished and survivors and self._may_continue():
+            segment = next_segment(run, finished, survivors, fewest, kv, instance.cost_model)
+        self.current = segment
+        if segment is None:
+            # The run ends here: bring the survivors up to date (their gaps are counted above).
+            advance(survivors, run, run.length, kv, histogram)
+            if instance.setup.check_invariants:
+                instance.check_invariants(end)
+
+    def sync(self, now: float) -> tuple[float, float, float, float] | None:
+        """At the end of the simulation: commit the steps of the run in progress that ended by
+        ``now``; returns the step then in flight as ``(start, duration, flops, bytes)``, or None."""
+        run = self.current
+        self.through_finishes = False  # the simulation ends: a run committed now must not go on
+        if run is None:
+            return None
+        instance = self.instance
+        steps = run.steps_ended_by(now)
+        if steps:
+            self.commit(run, steps)
+        elif run.offset:
+            # The end fell where this segment of a run begins: its requests still stand at the
+            # run's start and must be brought up to its earlier segments' end.
+            advance(run.requests, run, 0, instance.kv, instance.gap_histogram)
+        self.current = None
+        if steps == run.length:
+            return None
+        # Stepping's plan allocated the blocks of the step in flight when it began; the KV
+        # integral and peak up to the end count them.
+        instance.kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests
+                              if request.status is RequestStatus.RUNNING])
+        start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])
+        flops, hbm_bytes = (float(work[steps]) if isinstance(work, np.ndarray) else float(work)
+                            for work in (run.flops, run.hbm_bytes))  # an array, or one value for all steps
+        return start, float(run.durations_s[steps]), flops, hbm_bytes
+
+
+def _first_of(env: simpy.Environment, *events: simpy.Event) -> simpy.Event:
+    """An event that succeeds when the first of ``events`` is processed: ``AnyOf`` without its
+    bookkeeping (one run per engine cycle builds one; the value is never read).
+
+    Like ``AnyOf`` it is triggered from the first event's callbacks, so the waiting
+    process resumes after the same number of scheduling hops as with a condition.
+    """
+    first = env.event()
+
+    def trigger(_event: simpy.Event) -> None:
+        if not first.triggered:
+            first.succeed()
+
+    for event in events:
+        event.callbacks.append(trigger)
+    return first
