@@ -22,6 +22,7 @@ from simulator.engine.queues import InstanceQueues
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.run_driver import RunDriver
 from simulator.engine.step import StepBuilder, StepLimits, StepPlan
+from simulator.engine.usage import InstanceUsage
 from simulator.metrics.gap_buffer import GapBuffer
 from simulator.metrics.run_stats import InstanceStats
 from simulator.perf.cost_model import CostModel
@@ -69,7 +70,7 @@ class Instance:
         self.gpu_name, self.tp, self.block_size = setup.gpu_name, setup.tp, kv.block_size
         self.tag = setup.tag
         self._wake = env.event()
-        self._kv_accounted_s = 0.0
+        self.usage = InstanceUsage(stats, power, kv)  # busy time, work, energy, KV occupancy
         self._step_in_flight: tuple[StepPlan, float, float] | None = None  # (plan, start, duration)
         self._step_work: tuple[object, tuple] = (None, (0.0, 0.0))  # (shape, its FLOPs and bytes)
         self.guards = Guards(self)
@@ -168,7 +169,7 @@ class Instance:
             self._kv_actions.append(action)
             self.wake()  # cuts a fast-forward run short, or wakes a loop waiting out a stall
             return
-        self._account_kv(self.env.now)
+        self.usage.kv_until(self.env.now)
         action()
 
     @property
@@ -177,7 +178,7 @@ class Instance:
         return bool(self._kv_actions)
 
     def _apply_kv_actions(self) -> None:
-        self._account_kv(self.env.now)
+        self.usage.kv_until(self.env.now)
         actions, self._kv_actions = self._kv_actions, []
         for action in actions:
             action()
@@ -200,7 +201,7 @@ class Instance:
                 self._wake = self.env.event()
                 yield self._wake
                 continue
-            self._account_kv(self.env.now)
+            self.usage.kv_until(self.env.now)
             run = self.runs.unplanned()
             if run is not None:
                 yield from self.runs.execute(run)
@@ -263,29 +264,12 @@ class Instance:
             in_flight = self.runs.sync(now)
             if in_flight is not None:
                 start, duration, flops, hbm_bytes = in_flight
-                self._account_partial_step(start, now, duration, flops, hbm_bytes)
+                self.usage.partial_step(start, now, duration, flops, hbm_bytes)
         elif self._step_in_flight is not None:
             plan, start, duration = self._step_in_flight
             self._step_in_flight = None
             flops, hbm_bytes = self.cost_model.work(plan.shape)
-            self._account_partial_step(start, now, duration, float(flops), float(hbm_bytes))
-
-    def _account_partial_step(self, start: float, now: float, duration: float, flops: float,
-                              hbm_bytes: float) -> None:
-        """A step cut by the end of the simulation: busy until ``now``, its work pro rata.
-
-        Its tokens are not committed (they would appear only at its end), but the GPU was
-        busy computing them: without this a run cut mid-step looked idle for that time.
-        """
-        busy = min(max(now - start, 0.0), duration)
-        if busy <= 0.0:
-            return
-        share = busy / duration if duration > 0 else 0.0
-        stats = self.stats
-        stats.busy_s += busy
-        stats.flops += flops * share
-        stats.hbm_bytes += hbm_bytes * share
-        stats.energy_j += self.power.busy_energy_j(busy, flops * share, hbm_bytes * share)
+            self.usage.partial_step(start, now, duration, float(flops), float(hbm_bytes))
 
     def step_duration_s(self, plan: StepPlan) -> float:
         swap_s = self.host.transfer_time_s(plan.swap_bytes) if self.host is not None else 0.0
@@ -293,7 +277,7 @@ class Instance:
 
     def commit(self, plan: StepPlan, start: float, end: float) -> None:
         """Apply a finished step: counters, tokens, finished requests, statistics."""
-        self._account_kv(end)
+        self.usage.kv_until(end)
         # The span of the step being committed, for first-token hooks (layer-wise KV hand-off).
         self.committing_step_s = (start, end)
         finished: list[Request] = []
@@ -323,7 +307,9 @@ class Instance:
         if finished:
             queues.remove_finished()
         self._release(finished)
-        self._account_step(plan, start, end)
+        shape, work = self._step_work
+        flops, hbm_bytes = work if shape is plan.shape else self.cost_model.work(plan.shape)
+        self.usage.step(end - start, flops, hbm_bytes)
         if self.setup.check_invariants:
             self.check_invariants(end)
         hook = getattr(self.batch_policy, "on_step_end", None)
@@ -368,29 +354,6 @@ class Instance:
         else:
             self.queues.pending_tokens += 1
 
-    def _account_step(self, plan: StepPlan, start: float, end: float) -> None:
-        stats = self.stats
-        duration = end - start
-        shape, work = self._step_work
-        flops, hbm_bytes = work if shape is plan.shape else self.cost_model.work(plan.shape)
-        stats.steps += 1
-        stats.busy_s += duration
-        stats.flops += flops
-        stats.hbm_bytes += hbm_bytes
-        stats.energy_j += self.power.busy_energy_j(duration, flops, hbm_bytes)
-
-    def kv_accounted_to(self, now: float) -> None:
-        """KV use up to ``now`` is accounted elsewhere (a decode run's ledger)."""
-        self._kv_accounted_s = now
-
-    def _account_kv(self, now: float) -> None:
-        """Integrate KV usage over time; called before every change of usage that matters."""
-        fraction = self.kv.used_blocks / self.kv.total_blocks
-        self.stats.kv_usage_integral += fraction * (now - self._kv_accounted_s)
-        self._kv_accounted_s = now
-        if fraction > self.stats.kv_peak_fraction:
-            self.stats.kv_peak_fraction = fraction
-
     def finalize(self, now: float, active_s: float | None = None) -> None:
         """Close the KV integral and charge idle energy at the end of the run.
 
@@ -399,9 +362,8 @@ class Instance:
         """
         self.sync(now)
         self.runs.ledger.flush()
-        self._account_kv(now)
-        provisioned = now if active_s is None else active_s
-        self.stats.energy_j += self.power.idle_energy_j(max(0.0, provisioned - self.stats.busy_s))
+        self.usage.kv_until(now)
+        self.usage.idle(now if active_s is None else active_s)
 
     # ------------------------------------------------------------- guards
     def check_invariants(self, now: float) -> None:

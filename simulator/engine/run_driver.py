@@ -127,7 +127,7 @@ class RunDriver:
         instance = self.instance
         self.current = None
         self.ledger.add(run, steps, instance.kv.used_blocks)
-        instance.kv_accounted_to(float(run.ends_s[steps - 1]))
+        instance.usage.kv_accounted_to(float(run.ends_s[steps - 1]))
         if steps == run.length and self._may_continue():
             self._continue(run)
             return
