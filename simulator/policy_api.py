@@ -245,7 +245,10 @@ class AdmissionPolicy(Protocol):
     ``decode_invariant`` (a class attribute, default False) declares that a
     refusal cannot turn into an admission while the running batch only
     decodes and no memory is freed; it lets the engine fast-forward decode
-    stretches while requests wait.
+    stretches while requests wait. ``reads_running`` (a class attribute; the
+    policies here default to True) says whether ``admit`` reads the running
+    batch's requests; False lets a batch policy plan around a held decode run
+    (see ``BatchPolicy``).
     """
 
     def setup(self, context: PolicyContext) -> None: ...
@@ -269,6 +272,15 @@ class BatchPolicy(Protocol):
     batch without the finished requests, in the same order (and the policy's
     ``on_step_end`` is its only reaction to a finish); the engine's runs then go
     on through finishes instead of re-planning.
+
+    Optional too: ``plans_around_held`` (a property, default False) and
+    ``schedule_around_held(state, builder, now_s) -> bool``. When an arrival cuts
+    a decode run short and ``plans_around_held`` is true, the engine holds the
+    run (its requests' counters stand behind) and asks ``schedule_around_held``
+    instead of ``schedule``: the policy must give the held batch its decodes with
+    ``builder.add_held_decodes()`` before anything else and must not read the
+    running requests; it returns False, leaving the builder unchanged, when it
+    cannot (the engine then brings the batch up to date and calls ``schedule``).
     """
 
     def setup(self, context: PolicyContext) -> None: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from policies.admission.sla_abort import SlaAdmission
 from simulator.policy_api import ADMISSION_POLICIES
 
@@ -19,6 +21,8 @@ class AggressiveAdmission(SlaAdmission):
     decodes - unless SLA aborts are on (time alone then changes the queue),
     so the engine may fast-forward decode stretches while requests wait.
     """
+
+    reads_running: ClassVar[bool] = False  # the step builder checks the fit; nothing here looks at the batch
 
     @property
     def decode_invariant(self) -> bool:

@@ -13,6 +13,8 @@ never aborted (the policy API cannot stop them). Both are off by default.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, PrivateAttr
 
 from simulator.policy_api import Policy, RequestStatus, RequestView, SchedulerView, StepBuilder
@@ -29,6 +31,9 @@ class SlaAdmission(Policy):
             Set it where the workload does not carry the cap (closed-loop clients today).
     """
 
+    # Whether fits() reads the running batch (its requests' counters); False lets the engine
+    # plan around a held decode run (simulator.engine.run_driver) without bringing it up to date.
+    reads_running: ClassVar[bool] = True
     abort_ttft_s: float | None = Field(default=None, gt=0)
     abort_max_tpot_s: float | None = Field(default=None, gt=0)
     max_output_tokens: int | None = Field(default=None, gt=0)

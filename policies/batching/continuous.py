@@ -44,10 +44,23 @@ class ContinuousBatching(Policy):
     # finish only takes the finished requests out of the next plans (the engine's fast-forward
     # runs go on through finishes; see BatchPolicy in simulator.policy_api).
     steady_through_finishes: ClassVar[bool] = True
+    # Whether schedule_around_held may be asked at all (variants that order admissions by the
+    # running batch's state, such as fair share, say no).
+    may_plan_around_held: ClassVar[bool] = True
     _admission: AdmissionPolicy | None = PrivateAttr(None)
+    _around_held: bool = PrivateAttr(False)
 
     def bind_admission(self, admission: AdmissionPolicy) -> None:
         self._admission = admission
+        self._around_held = (self.may_plan_around_held and self.chunked_prefill
+                             and not getattr(admission, "reads_running", True))
+
+    @property
+    def plans_around_held(self) -> bool:
+        """Whether ``schedule_around_held`` can plan the step after an arrival cut a decode run
+        short: with chunked prefill every step gives each running request its decode first, and
+        the admission policy decides from the waiting requests and free memory alone."""
+        return self._around_held
 
     def step_limits(self) -> StepLimits:
         return StepLimits(self.max_batched_tokens, self.max_num_seqs)
@@ -64,6 +77,17 @@ class ContinuousBatching(Policy):
             return
         if not self._schedule_running(state, builder):
             self._swap_in(state, builder)
+
+    def schedule_around_held(self, state: SchedulerView, builder: StepBuilder, now_s: float) -> bool:
+        """``schedule`` while the running batch is a held decode run (``builder.held``): its
+        decodes go in as one aggregate, then waiting requests are admitted as usual. False,
+        with the builder unchanged, when the step needs more (swapped requests, memory for
+        the decodes only by preemption): the engine then brings the batch up to date and
+        calls ``schedule``."""
+        if not self._around_held or state.swapped or not builder.add_held_decodes():
+            return False
+        self._admit_waiting(state, builder, chunk=True)
+        return True
 
     def steady_decode(self, state: SchedulerView) -> bool:
         """After a decode-only step: will every waiting request that could go next keep being refused?"""

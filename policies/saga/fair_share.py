@@ -48,6 +48,7 @@ class AgentFairShare(ContinuousBatching):
     # Its schedule() updates tenant state (who was backlogged) on every step, also when nothing
     # waits, so the engine must ask it each step rather than continue or start runs on its own.
     steady_through_finishes: ClassVar[bool] = False
+    may_plan_around_held: ClassVar[bool] = False  # for the same reason
     weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     input_weight: float = Field(default=1.0, ge=0)
     output_weight: float = Field(default=2.0, ge=0)

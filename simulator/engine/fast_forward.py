@@ -262,20 +262,27 @@ def commit_run(run: DecodeRun, steps: int, kv: KVCache, gap_histogram) -> list[R
 
 
 def advance(requests: list[Request], run: DecodeRun, steps: int, kv: KVCache,
-            gap_histogram) -> tuple[list[Request], int]:
+            gap_histogram, then_end_s: float | None = None) -> tuple[list[Request], int]:
     """Bring ``requests`` of the run up to its step ``run.offset + steps``: counters, last token,
     largest gap, the blocks their later steps implied; returns those that finished and the
     blocks allocated.
 
     Each request's first gap (from its previous token to the run's first step) goes to
     the histogram here; the gaps of later steps, shared by the batch, go per segment
-    (``add_segment_gaps``).
+    (``add_segment_gaps``). ``then_end_s``: the requests also decoded one more step, planned
+    outside the run, that ended then (after a held run; its gaps are the caller's to count).
     """
     total = run.offset + steps
     first_end = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
     last_end = float(run.ends_s[steps - 1]) if steps else run.start_s  # 0 steps: a segment not begun
     later = _later_steps(run, steps)
     later_gap = max(run.earlier_gap_s, float(later.max())) if len(later) else run.earlier_gap_s
+    if then_end_s is not None:
+        then_gap = then_end_s - last_end  # the clock's subtraction, as stepping's commit does it
+        if then_gap > later_gap:
+            later_gap = then_gap
+        total += 1
+        last_end = then_end_s
     block = kv.block_size
     finished = []
     gaps = []

@@ -231,9 +231,14 @@ class Instance:
     def plan_step(self) -> StepPlan:
         if self.kv_hooks is not None:
             self.kv_hooks.before_plan(self)  # may release retained KV that the step needs
+        held = self.runs.held_decodes()
         builder = StepBuilder(self.kv, self.queues, self.host, self.setup.limits,
-                              self.setup.kv_bytes_per_token)
-        self.batch_policy.schedule(self, builder, self.env.now)
+                              self.setup.kv_bytes_per_token, held)
+        if held is None or not self.batch_policy.schedule_around_held(self, builder, self.env.now):
+            if held is not None:
+                self.runs.release_held()  # the policy needs the batch itself: bring it up to date
+                builder.held = None
+            self.batch_policy.schedule(self, builder, self.env.now)
         plan = builder.build()
         for request in plan.rejected:
             self.on_done(request)
@@ -268,6 +273,8 @@ class Instance:
         elif self._step_in_flight is not None:
             plan, start, duration = self._step_in_flight
             self._step_in_flight = None
+            if plan.held:
+                self.runs.sync_held()
             flops, hbm_bytes = self.cost_model.work(plan.shape)
             self.usage.partial_step(start, now, duration, float(flops), float(hbm_bytes))
 
@@ -280,10 +287,14 @@ class Instance:
         self.usage.kv_until(end)
         # The span of the step being committed, for first-token hooks (layer-wise KV hand-off).
         self.committing_step_s = (start, end)
-        finished: list[Request] = []
-        gaps: list[float] = []
         queues = self.queues
-        for request, tokens in plan.entries:
+        # A held run's decodes lead the plan: the run driver brings those requests up to date.
+        finished: list[Request] = self.runs.commit_held(end) if plan.held else []
+        for request in finished:
+            request.status = RequestStatus.FINISHED
+        queues.pending_tokens -= len(finished)
+        gaps: list[float] = []
+        for request, tokens in (plan.entries[plan.held:] if plan.held else plan.entries):
             # Most entries are decodes (one token of a request past its first): _advance's
             # decode branch, inlined, as this loop runs for every request of every mixed step.
             if (tokens == 1 and request.first_token_s is not None

@@ -7,6 +7,14 @@ arrival or a cluster action cuts short, the commit of the steps that ended,
 and a run's going on past its requests' finishes. While a run is in progress
 its requests' counters stand at the run's start; the views here (tokens
 computed, KV in use) are exact at any time by arithmetic.
+
+An arrival that cuts a run short need not bring the batch up to date at once:
+when the batch policy can plan the next step around it (``plans_around_held``:
+every running request decodes, and the newcomers are admitted from the waiting
+queue and free memory alone), the run is *held*: its committed steps are
+accounted and their blocks reserved, the policy plans the step with the
+batch's decodes as one aggregate (``StepBuilder.add_held_decodes``), and the
+batch is brought up to date once, through that step, when it commits.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import simpy
 from simulator.engine.fast_forward import (DecodeRun, RunLedger, add_segment_gaps, advance, build_run, commit_run,
                                            next_segment, plan_is_decode_only, split_finishing, unplanned_run)
 from simulator.engine.request import Request, RequestStatus
-from simulator.engine.step import StepPlan
+from simulator.engine.step import HeldDecodes, StepPlan
 
 if TYPE_CHECKING:
     from simulator.engine.instance import Instance
@@ -43,6 +51,8 @@ class RunDriver:
         # Whether a run may continue past its requests' finishes (see _continue).
         self.through_finishes = fast_forward and getattr(instance.batch_policy, "steady_through_finishes", False)
         self._members: tuple[DecodeRun, frozenset[int]] | None = None  # the run's request ids, for tokens_computed
+        # A run cut short and held (see the module docstring): the run and its committed steps.
+        self.held: tuple[DecodeRun, int] | None = None
 
     # ------------------------------------------------------------------ views
     def implied_blocks(self) -> int:
@@ -55,14 +65,18 @@ class RunDriver:
 
     def tokens_computed(self, request: Request) -> int:
         """Tokens of ``request`` whose KV exists on the instance now; exact inside a run."""
-        run = self.current
-        if run is None or request.instance_id != self.instance.id or request.status is not RequestStatus.RUNNING:
+        run, held = self.current, self.held
+        if run is None and held is None:
             return request.computed_tokens
+        if request.instance_id != self.instance.id or request.status is not RequestStatus.RUNNING:
+            return request.computed_tokens
+        behind = run.offset + run.steps_ended_by(self.env.now) if run is not None else held[0].offset + held[1]
+        run = run if run is not None else held[0]
         if self._members is None or self._members[0] is not run:
             self._members = (run, frozenset(r.id for r in run.requests))
         if request.id not in self._members[1]:
             return request.computed_tokens  # adopted during the run: it joins at the next plan
-        return request.computed_tokens + run.offset + run.steps_ended_by(self.env.now)
+        return request.computed_tokens + behind
 
     def cut_short(self) -> None:
         """End the run in progress after its step in flight (an arrival or a cluster action)."""
@@ -85,8 +99,8 @@ class RunDriver:
         """The run that starts with ``plan``, when the plan is a decode of the whole batch and the
         policy says the next steps would repeat it (``steady_decode``); else None."""
         instance = self.instance
-        if not self.fast_forward or instance.queues.swapped:
-            return None
+        if not self.fast_forward or instance.queues.swapped or plan.held:
+            return None  # (a plan around a held run commits it first; the next plan may start a run)
         if len(plan.entries) != len(instance.queues.running) or not plan_is_decode_only(plan):
             return None
         steady = getattr(instance.batch_policy, "steady_decode", None)
@@ -131,6 +145,9 @@ class RunDriver:
         if steps == run.length and self._may_continue():
             self._continue(run)
             return
+        if steps < run.length and self._may_hold(run):
+            self._hold(run, steps)
+            return
         finished = commit_run(run, steps, instance.kv, instance.gap_histogram)
         end = float(run.ends_s[steps - 1])
         instance.steps_committed(run.plan, steps, finished, end, check=instance.setup.check_invariants)
@@ -143,6 +160,70 @@ class RunDriver:
         return (self.through_finishes and not self.interrupt.triggered and not queues.waiting
                 and not queues.swapped and not instance.has_kv_actions and not instance.departures.pending
                 and instance.kv_hooks is None)
+
+    def _may_hold(self, run: DecodeRun) -> bool:
+        """An arrival alone cut the run short, and the policy can plan the next step around it."""
+        instance = self.instance
+        queues = instance.queues
+        return (queues.waiting and not queues.swapped and not instance.has_kv_actions
+                and not instance.departures.pending and instance.kv_hooks is None
+                and len(queues.running) == len(run.requests)
+                and getattr(instance.batch_policy, "plans_around_held", False))
+
+    def _hold(self, run: DecodeRun, steps: int) -> None:
+        """Commit the first ``steps`` steps of a run cut short without visiting its requests:
+        the blocks those steps implied are reserved, their shared gaps counted, and the run
+        held until the next step, planned around it, commits (``commit_held``)."""
+        instance = self.instance
+        implied = int(run.blocks_added[steps - 1])
+        instance.kv.reserve(implied - run.released_blocks)
+        run.released_blocks = implied
+        add_segment_gaps(run, steps, len(run.requests), instance.gap_histogram)
+        self.held = (run, steps)
+        # The requests stand behind until the held run commits: invariants are checked then.
+        instance.steps_committed(run.plan, steps, [], float(run.ends_s[steps - 1]), check=False)
+
+    def held_decodes(self) -> HeldDecodes | None:
+        """The held batch's next decode step, for the step builder; None when no run is held."""
+        if self.held is None:
+            return None
+        run, steps = self.held
+        step = run.offset + steps  # the run's step this would be, counted from its start
+        batch = len(run.requests)
+        per_offset = run.per_offset
+        return HeldDecodes(run.requests, run.kv_read_start + batch * step, per_offset[(step - 1) % len(per_offset)])
+
+    def commit_held(self, end: float) -> list[Request]:
+        """The step planned around the held run ended at ``end``: bring its requests up to date
+        through it (the step's blocks were reserved when it was planned); returns those that
+        finished, in plan order."""
+        run, steps = self.held
+        self.held = None
+        instance = self.instance
+        histogram = instance.gap_histogram
+        finished, _ = advance(run.requests, run, steps, instance.kv, histogram, then_end_s=end)
+        gap = end - float(run.ends_s[steps - 1])
+        histogram.extend([gap] * len(run.requests))
+        return finished
+
+    def sync_held(self) -> None:
+        """The simulation ended during the step planned around a held run: bring its requests up
+        to the run's committed steps, and give them the blocks that step reserved, as stepping's
+        plan had allocated them."""
+        run, steps = self.held
+        self.held = None
+        kv = self.instance.kv
+        advance(run.requests, run, steps, kv, self.instance.gap_histogram)
+        kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests])
+
+    def release_held(self) -> None:
+        """Bring a held run's requests up to date without a further step (the policy plans from them)."""
+        run, steps = self.held
+        self.held = None
+        instance = self.instance
+        advance(run.requests, run, steps, instance.kv, instance.gap_histogram)
+        if instance.setup.check_invariants:
+            instance.check_invariants(self.env.now)
 
     def _continue(self, run: DecodeRun) -> None:
         """End a run's segment: finish the requests that finish, then go on with the rest if the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 from simulator.engine.host import HostKVTier
@@ -45,6 +46,8 @@ class StepPlan(NamedTuple):
         rejected: waiting requests refused for good while the step was built.
         decodes: entries that compute one token of a request that already has a first
             token (pure decodes); a step of only these may start a fast-forward run.
+        held: leading entries that are decodes of a held decode run's requests (see
+            ``HeldDecodes``): their counters stand behind, and the run driver commits them.
     """
 
     entries: tuple[tuple[Request, int], ...]
@@ -55,6 +58,7 @@ class StepPlan(NamedTuple):
     swap_bytes: float = 0.0
     rejected: tuple[Request, ...] = ()
     decodes: int = 0
+    held: int = 0
 
     @property
     def is_empty(self) -> bool:
@@ -73,6 +77,23 @@ class StepLimits:
     max_num_seqs: int
 
 
+class HeldDecodes(NamedTuple):
+    """The running batch of an instance whose decode run was cut short by an arrival and is held:
+    its requests' counters still stand at the run's start, so the next step's decodes are given
+    as aggregates (the run's arithmetic) rather than read from each request.
+
+    Attributes:
+        requests: the batch, in admission order (every running request of the instance).
+        kv_read_tokens: the step's context of the batch: the sum of each request's computed
+            tokens plus one (its attention pairs are the same number).
+        new_blocks: KV blocks the batch needs for this step (requests that cross into a block).
+    """
+
+    requests: list[Request]
+    kv_read_tokens: int
+    new_blocks: int
+
+
 _SCHEDULABLE = (RequestStatus.WAITING, RequestStatus.RUNNING)
 
 
@@ -85,12 +106,14 @@ class StepBuilder:
         host: the host DRAM tier for swaps, or None when swapping is off.
         limits: token and sequence caps of this step.
         kv_bytes_per_token: bytes of one token's KV on this instance.
+        held: the running batch when it is a held decode run (see ``add_held_decodes``).
     """
 
     def __init__(self, kv: KVCache, queues: InstanceQueues, host: HostKVTier | None,
-                 limits: StepLimits, kv_bytes_per_token: float) -> None:
+                 limits: StepLimits, kv_bytes_per_token: float, held: HeldDecodes | None = None) -> None:
         self.kv, self.queues, self.host, self.limits = kv, queues, host, limits
         self.kv_bytes_per_token = kv_bytes_per_token
+        self.held = held
         self.tokens_left = limits.max_batched_tokens
         self.seqs_left = limits.max_num_seqs
         self._entries: list[tuple[Request, int]] = []
@@ -103,6 +126,7 @@ class StepBuilder:
         self._tokens = self._sampled = self._kv_read = 0
         self._pairs = 0.0
         self._decodes = 0
+        self._held = 0
 
     # ----------------------------------------------------------------- queries
     def in_batch(self, request: Request) -> bool:
@@ -216,6 +240,34 @@ class StepBuilder:
         self._tokens, self._pairs, self._kv_read, self._sampled, self._decodes = total, pairs, kv_read, sampled, decodes
         return index
 
+    def add_held_decodes(self) -> bool:
+        """Add one decode token of every request of the held batch (``held``), as ``add_running``
+        over the running batch would, without reading the requests; False (and no change) when
+        there is no held batch, it is not the step's first entry, or a cap or KV refuses it.
+
+        The batch's blocks for the step are reserved (the run driver gives them to the
+        requests when it brings them up to date). The requests are not recorded as in the
+        step for ``in_batch``: only preemption asks that, and a held batch is never preempted.
+        """
+        held = self.held
+        if held is None or self._entries:
+            return False
+        batch = len(held.requests)
+        if batch > self.tokens_left or batch > self.seqs_left or held.new_blocks > self.kv.free_blocks:
+            return False
+        self.kv.reserve(held.new_blocks)
+        self._entries.extend(zip(held.requests, repeat(1)))
+        self.tokens_left -= batch
+        self.seqs_left -= batch
+        self._tokens += batch
+        # add_running sums cached + 1 per decode as floats; the sums are exact integers either way.
+        self._pairs += float(held.kv_read_tokens)
+        self._kv_read += held.kv_read_tokens
+        self._sampled += batch
+        self._decodes += batch
+        self._held = batch
+        return True
+
     def preempt(self, request: Request) -> None:
         """Take a running request off the GPU: swap its KV out if possible, else drop it.
 
@@ -268,7 +320,7 @@ class StepBuilder:
         shape = StepShape(self._tokens, len(self._entries), self._sampled, self._pairs, self._kv_read)
         return StepPlan(tuple(self._entries), shape, tuple(self._preempted),
                         tuple(self._swapped_out), tuple(self._swapped_in), self._swap_bytes,
-                        tuple(self._rejected), self._decodes)
+                        tuple(self._rejected), self._decodes, self._held)
 
     # --------------------------------------------------------------- helpers
     def _grow_running(self, request: Request, cached: int, num_tokens: int) -> bool:

@@ -1,0 +1,132 @@
+"""A decode run cut short by an arrival is held while the policy plans the next step around it.
+
+With chunked prefill and an admission policy that looks only at the waiting
+queue and free memory, the step after an arrival gives every running request
+its decode token plus the newcomer's prompt; the engine then neither brings the
+batch up to date before planning nor visits it in the plan, and does both once,
+when that step commits (``simulator.engine.run_driver``). Every step here
+takes 0.25 s (``ConstantStepCost``), so each scenario's times are exact; each
+is run stepping and fast-forwarding, which must agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import build_experiment, memory_utilization, trace_workload
+from simulator.engine.run_driver import RunDriver
+from simulator.runner import Simulation
+from test_exact_scenarios import ConstantStepCost
+
+STEP_S = 0.25
+
+
+def scenario(directory: Path, rows: list[tuple[float, int, int]], fast_forward: bool, *,
+             admission: str = "aggressive", chunked: bool = True, horizon_s: float | None = None,
+             blocks: int | None = None) -> Simulation:
+    cluster: dict[str, Any] = {"node": "dgx-h100", "instances": [{"count": 1, "gpu": "h100-sxm", "tp": 1}]}
+    if blocks is not None:
+        cluster["gpu_memory_utilization"] = memory_utilization("llama-3.1-8b", "h100-sxm", blocks)
+    sim: dict[str, Any] = {"fast_forward": fast_forward, "sample_interval_s": None}
+    if horizon_s is not None:
+        sim["horizon_s"] = horizon_s
+    experiment = build_experiment(
+        directory, model="llama-3.1-8b", cluster=cluster, workload=trace_workload(directory, rows),
+        router={"name": "round_robin"}, admission={"name": admission},
+        batching={"name": "vllm", "chunked_prefill": chunked, "max_batched_tokens": 2048}, sim=sim)
+    simulation = Simulation(experiment)
+    simulation.cluster.instances[0].cost_model = ConstantStepCost(STEP_S)
+    return simulation
+
+
+def run_both(tmp_path: Path, rows, monkeypatch: pytest.MonkeyPatch, **options):
+    """Stepping's and fast-forward's results, and how often fast-forward held a run."""
+    holds = []
+    original = RunDriver._hold
+
+    def counting_hold(self, run, steps):
+        holds.append(steps)
+        original(self, run, steps)
+
+    monkeypatch.setattr(RunDriver, "_hold", counting_hold)
+    results = []
+    for fast_forward in (False, True):
+        folder = tmp_path / str(fast_forward)
+        folder.mkdir()
+        simulation = scenario(folder, rows, fast_forward, **options)
+        results.append((simulation, simulation.run()))
+    return results[0], results[1], holds
+
+
+def test_an_arrival_is_planned_around_the_held_batch(tmp_path, monkeypatch):
+    """A (100 tokens, 20 out) prefills in [0, 0.25] and decodes from there; C arrives at 1.1 s,
+    inside A's step [1.0, 1.25]: that step completes, the next, [1.25, 1.5], holds A's decode and
+    C's whole prompt, and C's first token comes at 1.5 s. A's tokens keep their 0.25 s rhythm."""
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)], monkeypatch)
+    assert holds == [4], "the run of A's decodes from 0.25 s was held after its 4 steps ending at 1.25 s"
+    for result in (stepped, forwarded):
+        a, c = result.requests.sort_values("request_id").to_dict("records")
+        assert a["first_token_s"] == STEP_S and a["finish_s"] == pytest.approx(20 * STEP_S)
+        assert a["max_token_gap_s"] == pytest.approx(STEP_S)
+        assert c["first_scheduled_s"] == pytest.approx(1.25) and c["first_token_s"] == pytest.approx(1.5)
+        assert c["finish_s"] == pytest.approx(1.5 + 4 * STEP_S)
+    assert stepped.requests.equals(forwarded.requests)
+    assert stepped.summary["sim"]["steps"] == forwarded.summary["sim"]["steps"] == 20
+    # Every gap, held or not, reaches the histogram (its mean is exact).
+    assert forwarded.summary["tbt_s"]["mean"] == pytest.approx(stepped.summary["tbt_s"]["mean"], rel=1e-12)
+    assert forwarded.summary["tbt_s"]["p99"] == stepped.summary["tbt_s"]["p99"]
+
+
+def test_a_request_that_finishes_in_the_step_planned_around_it(tmp_path, monkeypatch):
+    """A's last token (6 of 6) is the decode of the step planned around the held run: A finishes
+    at its end, with C's first token."""
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 6), (1.1, 300, 3)], monkeypatch)
+    assert holds == [4]
+    a, c = forwarded.requests.sort_values("request_id").to_dict("records")
+    assert a["finish_s"] == pytest.approx(1.5) == c["first_token_s"]
+    assert stepped.requests.equals(forwarded.requests)
+    assert forwarded.summary["requests"]["completed"] == 2
+
+
+@pytest.mark.parametrize("horizon_s", [1.3, 1.5])
+def test_horizon_in_the_step_planned_around_a_held_run(tmp_path, monkeypatch, horizon_s):
+    """The simulation ends inside (1.3 s) or at the end of (1.5 s) the step planned around the
+    held run: requests, busy time and KV use are those of stepping (whose plan allocated the
+    step's blocks when it began)."""
+    (sim_a, stepped), (sim_b, forwarded), holds = run_both(
+        tmp_path, [(0.0, 95, 40), (0.0, 31, 40), (1.1, 300, 5)], monkeypatch, horizon_s=horizon_s)
+    assert holds == [4]
+    assert stepped.requests.equals(forwarded.requests)
+    assert forwarded.summary["utilization"]["kv_peak"] == stepped.summary["utilization"]["kv_peak"]
+    assert forwarded.summary["utilization"]["kv_mean"] == pytest.approx(stepped.summary["utilization"]["kv_mean"],
+                                                                        rel=1e-12)
+    assert sim_b.instance_stats[0].busy_s == pytest.approx(sim_a.instance_stats[0].busy_s, rel=1e-12)
+    for simulation in (sim_a, sim_b):
+        kv = simulation.cluster.instances[0].kv
+        kv.check()
+        assert kv.reserved == 0, "every block reserved for the held run was claimed"
+
+
+def test_memory_for_the_held_decodes_is_taken_before_the_newcomer(tmp_path, monkeypatch):
+    """20 blocks of 16 tokens: A (31 tokens) and B (63) hold 6 blocks and open their next ones
+    as they decode; C's 200-token prompt needs 13 and is admitted only while the decodes' blocks
+    leave room above the watermark, in fast-forward exactly when in stepping."""
+    (_, stepped), (_, forwarded), holds = run_both(
+        tmp_path, [(0.0, 31, 60), (0.0, 63, 60), (0.6, 200, 10)], monkeypatch, blocks=20)
+    assert holds, "the arrival cut a run short and it was held"
+    assert stepped.requests.equals(forwarded.requests)
+    assert stepped.summary["events"] == forwarded.summary["events"]
+
+
+@pytest.mark.parametrize("options", [{"admission": "conservative"}, {"chunked": False}],
+                         ids=["admission-reads-the-batch", "whole-prompt-steps"])
+def test_runs_are_not_held_when_the_policy_needs_the_batch(tmp_path, monkeypatch, options):
+    """Conservative admission sums the running requests' reservations, and without chunked
+    prefill the step after an arrival holds no decodes: the run is brought up to date instead."""
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)], monkeypatch,
+                                                   **options)
+    assert holds == []
+    assert stepped.requests.equals(forwarded.requests)
