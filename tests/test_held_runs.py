@@ -1,10 +1,11 @@
-"""A decode run cut short by an arrival is held while the policy plans the next step around it.
+"""A decode run cut short by an arrival is held while the policy plans around it, then goes on.
 
-With chunked prefill and an admission policy that looks only at the waiting
-queue and free memory, the step after an arrival gives every running request
-its decode token plus the newcomer's prompt; the engine then neither brings the
-batch up to date before planning nor visits it in the plan, and does both once,
-when that step commits (``simulator.engine.run_driver``). Every step here
+With an admission policy that looks only at the waiting queue and free memory,
+the steps after an arrival give every running request its decode token beside
+the newcomer's prompt (chunked prefill), or run the prompt alone while the
+batch waits (whole prompts); the engine neither brings the batch up to date nor
+visits it for them, and the newcomer then joins the run with its own count of
+steps (``simulator.engine.run_driver``). Every step here
 takes 0.25 s (``ConstantStepCost``), so each scenario's times are exact; each
 is run stepping and fast-forwarding, which must agree.
 """
@@ -121,12 +122,50 @@ def test_memory_for_the_held_decodes_is_taken_before_the_newcomer(tmp_path, monk
     assert stepped.summary["events"] == forwarded.summary["events"]
 
 
-@pytest.mark.parametrize("options", [{"admission": "conservative"}, {"chunked": False}],
-                         ids=["admission-reads-the-batch", "whole-prompt-steps"])
-def test_runs_are_not_held_when_the_policy_needs_the_batch(tmp_path, monkeypatch, options):
-    """Conservative admission sums the running requests' reservations, and without chunked
-    prefill the step after an arrival holds no decodes: the run is brought up to date instead."""
+def test_whole_prompt_steps_pause_the_held_run(tmp_path, monkeypatch):
+    """Without chunked prefill the step after C's arrival is C's prompt alone, [1.25, 1.5]: A waits
+    (its gap then is 0.5 s) and C joins A's run at 1.5 s, counting only its own steps."""
     (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)], monkeypatch,
-                                                   **options)
+                                                   chunked=False)
+    assert holds == [4]
+    for result in (stepped, forwarded):
+        a, c = result.requests.sort_values("request_id").to_dict("records")
+        assert a["max_token_gap_s"] == pytest.approx(2 * STEP_S)
+        assert a["finish_s"] == pytest.approx(21 * STEP_S)
+        assert c["first_token_s"] == pytest.approx(1.5) and c["max_token_gap_s"] == pytest.approx(STEP_S)
+    assert stepped.requests.equals(forwarded.requests)
+    assert forwarded.summary["tbt_s"]["mean"] == pytest.approx(stepped.summary["tbt_s"]["mean"], rel=1e-12)
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "whole-prompts"])
+def test_newcomers_join_the_run_at_different_steps(tmp_path, monkeypatch, chunked):
+    """Arrivals every 0.6 s join a run that never ends between them; each finishes on its own
+    count of steps, and the largest gap of each counts only the steps since it joined."""
+    rows = [(0.0, 100, 60)] + [(0.35 + 0.6 * k, 40 + 37 * k, 3 + 4 * k) for k in range(6)]
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch, chunked=chunked)
+    assert len(holds) >= 5
+    assert stepped.requests.equals(forwarded.requests)
+    assert forwarded.summary["requests"]["completed"] == len(rows)
+    assert forwarded.summary["tbt_s"]["mean"] == pytest.approx(stepped.summary["tbt_s"]["mean"], rel=1e-12)
+
+
+def test_runs_are_not_held_when_the_admission_reads_the_batch(tmp_path, monkeypatch):
+    """Conservative admission sums the running requests' reservations: the run is brought up to
+    date for the policy instead."""
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)], monkeypatch,
+                                                   admission="conservative")
     assert holds == []
     assert stepped.requests.equals(forwarded.requests)
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "whole-prompts"])
+def test_a_newcomer_not_yet_in_the_run_is_not_left_out_of_the_next_decode(tmp_path, monkeypatch, chunked):
+    """C's prompt runs while A's run is held; D arrives meanwhile and is rejected (3,000 tokens
+    over the 2,048-token budget without chunking; chunked, it takes two steps). The next decode
+    must hold C as well as A, although C has not joined A's run yet."""
+    rows = [(0.0, 100, 20), (1.1, 300, 5), (1.3, 3000, 5)]
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch, chunked=chunked)
+    assert holds
+    assert stepped.requests.equals(forwarded.requests)
+    c = forwarded.requests.sort_values("request_id").iloc[1]
+    assert c["max_token_gap_s"] == pytest.approx(STEP_S), "C decodes in every step after its first token"

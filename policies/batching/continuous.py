@@ -52,14 +52,12 @@ class ContinuousBatching(Policy):
 
     def bind_admission(self, admission: AdmissionPolicy) -> None:
         self._admission = admission
-        self._around_held = (self.may_plan_around_held and self.chunked_prefill
-                             and not getattr(admission, "reads_running", True))
+        self._around_held = self.may_plan_around_held and not getattr(admission, "reads_running", True)
 
     @property
     def plans_around_held(self) -> bool:
-        """Whether ``schedule_around_held`` can plan the step after an arrival cut a decode run
-        short: with chunked prefill every step gives each running request its decode first, and
-        the admission policy decides from the waiting requests and free memory alone."""
+        """Whether ``schedule_around_held`` can plan the steps after an arrival cut a decode run
+        short: the admission policy decides from the waiting requests and free memory alone."""
         return self._around_held
 
     def step_limits(self) -> StepLimits:
@@ -79,15 +77,21 @@ class ContinuousBatching(Policy):
             self._swap_in(state, builder)
 
     def schedule_around_held(self, state: SchedulerView, builder: StepBuilder, now_s: float) -> bool:
-        """``schedule`` while the running batch is a held decode run (``builder.held``): its
-        decodes go in as one aggregate, then waiting requests are admitted as usual. False,
-        with the builder unchanged, when the step needs more (swapped requests, memory for
-        the decodes only by preemption): the engine then brings the batch up to date and
-        calls ``schedule``."""
-        if not self._around_held or state.swapped or not builder.add_held_decodes():
+        """``schedule`` while the running batch is a held decode run (``builder.held``) whose
+        requests are not read: with chunked prefill its decodes go in as one aggregate and waiting
+        requests are admitted beside them; without, a step of whole prompts is tried first (the
+        batch waits) and the batch's decode step is the fallback, as in ``schedule``. False when
+        the step needs more (swapped requests, memory for the decodes only by preemption); the
+        engine then brings the batch up to date and calls ``schedule`` with this builder, which
+        holds nothing more than what was refused or rejected."""
+        if not self._around_held or state.swapped:
             return False
-        self._admit_waiting(state, builder, chunk=True)
-        return True
+        if self.chunked_prefill:
+            if not builder.add_held_decodes():
+                return False
+            self._admit_waiting(state, builder, chunk=True)
+            return True
+        return bool(self._admit_waiting(state, builder, chunk=False)) or builder.add_held_decodes()
 
     def steady_decode(self, state: SchedulerView) -> bool:
         """After a decode-only step: will every waiting request that could go next keep being refused?"""

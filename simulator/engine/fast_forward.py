@@ -23,6 +23,7 @@ computed, KV in use) and the final commit count from the run's start.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from itertools import accumulate, cycle, islice, repeat
 from typing import Any, Callable
 
@@ -66,14 +67,22 @@ class DecodeRun:
         self.flops, self.hbm_bytes = flops, hbm_bytes
         self.blocks_added = blocks_added
         # A later segment of a run (see next_segment): the run's steps before it, the end of the
-        # run's first step, the longest step after the first in earlier segments.
+        # run's first step, the end of the run's step before this segment.
         self.offset = 0
         # The batch's block offsets and KV read (sum of computed + 1) as of the run's start, for
-        # the segment that may follow (set by whoever builds the segment).
+        # the segment that may follow (set by whoever builds the segment); the run's step at
+        # which its first request finishes (counted from the run's start).
         self.per_offset: list[int] = []
         self.kv_read_start = 0
+        self.next_finish = 0
         self.first_end_s: float | None = None
-        self.earlier_gap_s = 0.0
+        self.prev_end_s: float | None = None
+        # Shared by the segments of a run: the gaps of its steps after each request's first, and
+        # the requests that joined it after its start (id -> their join step, their position in
+        # ``gaps``, the end of their first step); the joiners of this segment, counted.
+        self.gaps = GapMaxima()
+        self.joiners: dict[int, tuple[int, int, float]] = {}
+        self.joined = 0
         # Implied blocks the cache holds already (reserved at the segment's end, while its finished
         # requests are released): kv_used_blocks must not count them twice.
         self.released_blocks = 0
@@ -88,6 +97,35 @@ class DecodeRun:
     def first_end_at_or_after(self, now: float) -> int:
         """Index of the step in flight at ``now`` (the one that ends first at or after it)."""
         return min(int(np.searchsorted(self.ends_s, now, side="left")), self.length - 1)
+
+
+class GapMaxima:
+    """The largest inter-token gap since a given step of a decode run, over the steps logged so far.
+
+    A run's requests are brought up to date lazily, so each one's largest gap is read once, when
+    it is; requests that joined the run later count only the steps since they joined. Gaps are
+    logged in order; a stack of the suffix maxima (each below the one under it) answers "the
+    largest since position ``p``" by bisection, and an append pops the entries it overshadows.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._positions: list[int] = []
+        self._values: list[float] = []
+
+    def append(self, gap: float) -> None:
+        values, positions = self._values, self._positions
+        while values and values[-1] <= gap:
+            values.pop()
+            positions.pop()
+        values.append(gap)
+        positions.append(self.count)
+        self.count += 1
+
+    def since(self, position: int) -> float:
+        """The largest gap logged at ``position`` or later (0.0 when there is none)."""
+        index = bisect_left(self._positions, position)
+        return self._values[index] if index < len(self._values) else 0.0
 
 
 class RunLedger:
@@ -178,13 +216,14 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     """The longest run that starts with ``plan`` (None when it would be a single step)."""
     block = kv.block_size
     requests, per_offset = [], [0] * block
-    length = min(max_steps, MAX_RUN_STEPS)
+    fewest = 1 << 62
     for request, _ in plan.entries:  # one pass: the batch, its block offsets, the first to finish
         requests.append(request)
         per_offset[-(request.computed_tokens + 1) % block] += 1
         remaining = request.output_tokens - request.generated_tokens
-        if remaining < length:
-            length = remaining
+        if remaining < fewest:
+            fewest = remaining
+    length = min(max_steps, MAX_RUN_STEPS, fewest)
     if length < 2:
         return None
     added = blocks_added_per_step(per_offset, length)
@@ -193,7 +232,7 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
         return None
     durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
     run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
-    run.per_offset, run.kv_read_start = per_offset, plan.shape.kv_read_tokens
+    run.per_offset, run.kv_read_start, run.next_finish = per_offset, plan.shape.kv_read_tokens, fewest
     return run
 
 
@@ -211,7 +250,7 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
         return None
     block = kv.block_size
     per_offset = [0] * block
-    kv_read, length = 0, MAX_RUN_STEPS
+    kv_read, fewest = 0, 1 << 62
     for request in requests:
         computed = request.computed_tokens
         if request.prompt_tokens + request.generated_tokens - computed != 1 or not request.generated_tokens:
@@ -219,8 +258,9 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
         per_offset[-(computed + 1) % block] += 1
         kv_read += computed + 1
         remaining = request.output_tokens - request.generated_tokens
-        if remaining < length:
-            length = remaining
+        if remaining < fewest:
+            fewest = remaining
+    length = min(MAX_RUN_STEPS, fewest)
     added = blocks_added_per_step(per_offset, length, first_planned=False)
     length = int(np.searchsorted(added, kv.free_blocks, side="right"))
     if length < 1:
@@ -229,7 +269,7 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
     plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
     durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
     run = DecodeRun(plan, list(requests), start_s, length, durations, flops, hbm_bytes, added[:length])
-    run.per_offset, run.kv_read_start = per_offset, kv_read
+    run.per_offset, run.kv_read_start, run.next_finish = per_offset, kv_read, fewest
     return run
 
 
@@ -256,125 +296,176 @@ def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[np
 
 def commit_run(run: DecodeRun, steps: int, kv: KVCache, gap_histogram) -> list[Request]:
     """Advance the batch by the first ``steps`` steps of ``run``; returns the requests that finished."""
+    close_segment(run, steps, gap_histogram)
     finished, _ = advance(run.requests, run, steps, kv, gap_histogram)
-    add_segment_gaps(run, steps, len(run.requests), gap_histogram)
     return finished
 
 
-def advance(requests: list[Request], run: DecodeRun, steps: int, kv: KVCache,
-            gap_histogram, then_end_s: float | None = None) -> tuple[list[Request], int]:
-    """Bring ``requests`` of the run up to its step ``run.offset + steps``: counters, last token,
-    largest gap, the blocks their later steps implied; returns those that finished and the
-    blocks allocated.
+def close_segment(run: DecodeRun, steps: int, gap_histogram) -> None:
+    """Log the gaps of the segment's first ``steps`` steps (its last commit) and count them in the
+    histogram: one per request per step, but a request's first step of the run, whose gap is
+    its own, is counted when the request is brought up to date (``advance``)."""
+    if steps <= 0:
+        return
+    durations, batch, gaps = run.durations_s, len(run.requests), run.gaps
+    if run.offset:
+        # The first step follows a step of the run; when other steps came between (whole prompts
+        # prefilled while the run was held) the gap spans them.
+        paused = run.prev_end_s is not None and run.prev_end_s != run.start_s
+        first_gap = float(run.ends_s[0]) - run.prev_end_s if paused else float(durations[0])
+        gaps.append(first_gap)
+        if not paused and not run.joined:
+            gap_histogram.add_repeated_each(durations[:steps], batch)
+        else:
+            if batch > run.joined:
+                gap_histogram.add_repeated_each(np.array([first_gap]), batch - run.joined)
+            if steps > 1:
+                gap_histogram.add_repeated_each(durations[1:steps], batch)
+    elif steps > 1:
+        gap_histogram.add_repeated_each(durations[1:steps], batch)
+    if steps > 1:
+        gaps.append(float(durations[1:steps].max()))
 
-    Each request's first gap (from its previous token to the run's first step) goes to
-    the histogram here; the gaps of later steps, shared by the batch, go per segment
-    (``add_segment_gaps``). ``then_end_s``: the requests also decoded one more step, planned
-    outside the run, that ended then (after a held run; its gaps are the caller's to count).
+
+def advance(requests: list[Request], run: DecodeRun, steps: int, kv: KVCache, gap_histogram,
+            extra_steps: int = 0, last_end_s: float | None = None) -> tuple[list[Request], int]:
+    """Bring ``requests`` of the run up to its step ``run.offset + steps + extra_steps``: counters,
+    last token, largest gap, the blocks their later steps implied; returns those that finished
+    and the blocks allocated.
+
+    The segment must be closed for its ``steps`` (``close_segment``), and the gaps of
+    ``extra_steps`` steps planned around the held run after it (ending at ``last_end_s``) logged.
+    Each request's first gap (from its previous token to its first step of the run) goes to the
+    histogram here; the others were counted when they were logged.
     """
-    total = run.offset + steps
+    total = run.offset + steps + extra_steps
     first_end = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
-    last_end = float(run.ends_s[steps - 1]) if steps else run.start_s  # 0 steps: a segment not begun
-    later = _later_steps(run, steps)
-    later_gap = max(run.earlier_gap_s, float(later.max())) if len(later) else run.earlier_gap_s
-    if then_end_s is not None:
-        then_gap = then_end_s - last_end  # the clock's subtraction, as stepping's commit does it
-        if then_gap > later_gap:
-            later_gap = then_gap
-        total += 1
-        last_end = then_end_s
+    if last_end_s is None:
+        last_end_s = float(run.ends_s[steps - 1]) if steps else run.start_s  # 0 steps: a segment not begun
+    log, joiners = run.gaps, run.joiners
+    run_gap = log.since(0)
     block = kv.block_size
     finished = []
     gaps = []
     crossed = []  # (request, tokens) of requests whose later steps needed new blocks
     add_gap = gaps.append
     for request in requests:
-        gap = first_end - request.last_token_s
+        done, first, later = total, first_end, run_gap
+        if joiners:
+            joined = joiners.get(request.id)
+            if joined is not None:
+                join_step, position, first = joined
+                done = total - join_step
+                if done <= 0:
+                    continue  # joined a segment that has not begun
+                later = log.since(position)
+        gap = first - request.last_token_s
         add_gap(gap)
         computed = request.computed_tokens
-        request.computed_tokens = computed + total
-        request.generated_tokens += total
-        largest = gap if gap > later_gap else later_gap
+        request.computed_tokens = computed + done
+        request.generated_tokens += done
+        largest = gap if gap > later else later
         if largest > request.max_token_gap_s:
             request.max_token_gap_s = largest
-        request.last_token_s = last_end
+        request.last_token_s = last_end_s
         # Blocks for the computed tokens are held (and, when a plan began the run, for its first
         # step's); a request needs more only if its run crossed a block boundary: those are
         # allocated together below.
-        if (computed - 1) // block != (computed + total - 1) // block:
-            crossed.append((request, computed + total))
+        if (computed - 1) // block != (computed + done - 1) // block:
+            crossed.append((request, computed + done))
         if request.generated_tokens >= request.output_tokens:
-            request.finish_s = last_end
+            request.finish_s = last_end_s
             finished.append(request)
+            if joiners:
+                joiners.pop(request.id, None)  # it leaves the run: keep the table to the requests in it
     allocated = kv.grow_all(crossed) if crossed else 0
     gap_histogram.extend(gaps)
     return finished, allocated
 
 
-def add_segment_gaps(run: DecodeRun, steps: int, batch: int, gap_histogram) -> None:
-    """The inter-token gaps of the segment's steps after the run's first: one per request per step."""
-    later = _later_steps(run, steps)
-    if len(later):
-        gap_histogram.add_repeated_each(later, batch)
-
-
-def _later_steps(run: DecodeRun, steps: int) -> np.ndarray:
-    """Durations of the segment's first ``steps`` steps that follow a step of the same run."""
-    return run.durations_s[(0 if run.offset else 1):steps]
-
-
-def split_finishing(run: DecodeRun) -> tuple[list[Request], list[Request], int]:
-    """The requests of ``run`` that finish at its last step, those that go on (plan order), and
-    the fewest steps any of those has left, counted from the run's start."""
-    total = run.offset + run.length
+def split_finishing(run: DecodeRun, total: int | None = None) -> tuple[list[Request], list[Request], int]:
+    """The requests of ``run`` that have finished by its step ``total`` (default: the segment's
+    last), those that go on (plan order), and the step, counted from the run's start, at which
+    the first of those finishes."""
+    if total is None:
+        total = run.offset + run.length
     finishing, going_on = [], []
-    fewest = MAX_RUN_STEPS + total
+    fewest = 1 << 62
+    joiners = run.joiners
     for request in run.requests:
-        # A request's counters are those of the run's start: it has output - generated steps to go.
-        remaining = request.output_tokens - request.generated_tokens
-        if remaining <= total:
+        # A request's counters are those of its start in the run: it has output - generated steps to go.
+        finish = request.output_tokens - request.generated_tokens
+        if joiners:
+            joined = joiners.get(request.id)
+            if joined is not None:
+                finish += joined[0]
+        if finish <= total:
             finishing.append(request)
         else:
             going_on.append(request)
-            if remaining < fewest:
-                fewest = remaining
+            if finish < fewest:
+                fewest = finish
     return finishing, going_on, fewest
 
 
 def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request], fewest: int,
-                 kv: KVCache, cost_model) -> DecodeRun | None:
+                 kv: KVCache, cost_model, *, first_step: int | None = None, start_s: float | None = None,
+                 prev_end_s: float | None = None, joining: list[Request] = ()) -> DecodeRun | None:
     """The segment that continues ``run`` with ``survivors`` after ``finished`` left, or None.
 
     The blocks the run's steps so far implied are reserved in the cache already (see
-    ``KVCache.reserve``). The next step is the run's step ``offset + length``; each survivor's
-    context then has grown by that many tokens since the run's start, where its counters still
-    stand. The segment lasts until the next survivor finishes (``fewest`` steps from the run's
-    start), memory runs out or the run reaches ``MAX_RUN_STEPS`` in all.
+    ``KVCache.reserve``). The next step is the run's step ``first_step`` (default: the one after
+    this segment); each survivor's context then has grown by that many tokens since its start
+    in the run, where its counters still stand. ``joining``: requests, up to date and decoding,
+    that join the run here (after steps planned around it: ``start_s`` and ``prev_end_s`` are
+    then when the segment starts and when the run's last step ended). The segment lasts until
+    the next request finishes (``fewest``: that step, counted from the run's start), memory runs
+    out or the run reaches ``MAX_RUN_STEPS`` in all.
     """
-    first_step = run.offset + run.length
-    length = min(fewest, MAX_RUN_STEPS) - first_step
-    if length < 1:
-        return None
+    if first_step is None:
+        first_step = run.offset + run.length
+    if start_s is None:
+        start_s = prev_end_s = float(run.ends_s[-1])
     block = kv.block_size
     per_offset, kv_read = run.per_offset.copy(), run.kv_read_start
-    for request in finished:  # their counters are the run's end now: step back to its start
+    for request in finished:  # their counters are up to date: step back to the run's frame
         computed = request.computed_tokens - first_step
         per_offset[-(computed + 1) % block] -= 1
         kv_read -= computed + 1
+    joiners = run.joiners  # shared by the run's segments: an ended segment is not read again
+    if joining:
+        for request in joining:  # in the run's frame: as if it had started with the run, join steps behind
+            computed = request.computed_tokens - first_step
+            per_offset[-(computed + 1) % block] += 1
+            kv_read += computed + 1
+            finish = request.output_tokens - request.generated_tokens + first_step
+            if finish < fewest:
+                fewest = finish
+    length = min(fewest, MAX_RUN_STEPS) - first_step
+    if length < 1:
+        return None
     added = blocks_added_per_step(per_offset, length, first_step)
     length = int(np.searchsorted(added, kv.free_blocks, side="right"))
     if length < 1:
         return None
-    batch = len(survivors)
+    requests = survivors + list(joining) if joining else survivors
+    batch = len(requests)
     # The shape a plan of these decodes would have (its pairs a float sum, as the builder keeps them).
     context = kv_read + batch * first_step
     shape = StepShape(batch, batch, batch, float(context), context)
-    plan = StepPlan(tuple(zip(survivors, repeat(1))), shape, decodes=batch)
+    plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
     durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
-    segment = DecodeRun(plan, survivors, float(run.ends_s[-1]), length, durations, flops, hbm_bytes,
-                        added[:length])
+    segment = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
     segment.offset, segment.per_offset, segment.kv_read_start = first_step, per_offset, kv_read
+    segment.next_finish = fewest
     segment.first_end_s = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
-    later = _later_steps(run, run.length)
-    segment.earlier_gap_s = max(run.earlier_gap_s, float(later.max())) if len(later) else run.earlier_gap_s
+    segment.prev_end_s = prev_end_s
+    segment.gaps = run.gaps
+    if joining:
+        # A joiner's gaps after its first step start after this segment's first-step entry.
+        position, first_end = run.gaps.count + 1, float(segment.ends_s[0])
+        for request in joining:
+            joiners[request.id] = (first_step, position, first_end)
+        segment.joined = len(joining)
+    segment.joiners = joiners
     return segment

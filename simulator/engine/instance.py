@@ -194,6 +194,8 @@ class Instance:
     # ------------------------------------------------------------ engine loop
     def _run(self):
         while True:
+            if self.runs.held is not None and (self.departures.pending or self._kv_actions):
+                self.runs.release_held()  # moving requests or KV reads the batch's counters
             self.departures.settle()
             if self._kv_actions:
                 self._apply_kv_actions()
@@ -240,6 +242,8 @@ class Instance:
                 builder.held = None
             self.batch_policy.schedule(self, builder, self.env.now)
         plan = builder.build()
+        if plan.held and len(plan.entries) == plan.held:
+            plan = self.runs.unhold(plan)  # nothing joins beside the held decodes: an ordinary decode step
         for request in plan.rejected:
             self.on_done(request)
         return plan
@@ -273,10 +277,12 @@ class Instance:
         elif self._step_in_flight is not None:
             plan, start, duration = self._step_in_flight
             self._step_in_flight = None
-            if plan.held:
-                self.runs.sync_held()
+            if self.runs.held is not None:
+                self.runs.sync_held(step_planned=plan.held > 0)
             flops, hbm_bytes = self.cost_model.work(plan.shape)
             self.usage.partial_step(start, now, duration, float(flops), float(hbm_bytes))
+        if self.runs.held is not None:
+            self.runs.sync_held(step_planned=False)
 
     def step_duration_s(self, plan: StepPlan) -> float:
         swap_s = self.host.transfer_time_s(plan.swap_bytes) if self.host is not None else 0.0
@@ -289,7 +295,7 @@ class Instance:
         self.committing_step_s = (start, end)
         queues = self.queues
         # A held run's decodes lead the plan: the run driver brings those requests up to date.
-        finished: list[Request] = self.runs.commit_held(end) if plan.held else []
+        finished: list[Request] = self.runs.step_held(end) if plan.held else []
         for request in finished:
             request.status = RequestStatus.FINISHED
         queues.pending_tokens -= len(finished)
@@ -321,7 +327,7 @@ class Instance:
         shape, work = self._step_work
         flops, hbm_bytes = work if shape is plan.shape else self.cost_model.work(plan.shape)
         self.usage.step(end - start, flops, hbm_bytes)
-        if self.setup.check_invariants:
+        if self.setup.check_invariants and self.runs.held is None:  # a held run's requests stand behind
             self.check_invariants(end)
         hook = getattr(self.batch_policy, "on_step_end", None)
         if hook is not None:

@@ -8,13 +8,17 @@ and a run's going on past its requests' finishes. While a run is in progress
 its requests' counters stand at the run's start; the views here (tokens
 computed, KV in use) are exact at any time by arithmetic.
 
-An arrival that cuts a run short need not bring the batch up to date at once:
-when the batch policy can plan the next step around it (``plans_around_held``:
-every running request decodes, and the newcomers are admitted from the waiting
-queue and free memory alone), the run is *held*: its committed steps are
-accounted and their blocks reserved, the policy plans the step with the
-batch's decodes as one aggregate (``StepBuilder.add_held_decodes``), and the
-batch is brought up to date once, through that step, when it commits.
+An arrival that cuts a run short does not bring the batch up to date either,
+when the batch policy can plan around it (``plans_around_held``: its admission
+decides from the waiting queue and free memory alone). The run is *held*: its
+committed steps are accounted and their blocks reserved; the policy plans the
+next steps with the batch's decodes as one aggregate beside the newcomers'
+prompts (``StepBuilder.add_held_decodes``; each such step counts as one more
+step of the run), or runs whole prompts while the batch waits; and once nothing
+waits the run goes on as a new segment that the newcomers *join*, each counting
+its own steps, first token and largest gap from its join step. The batch is
+brought up to date only when the policy needs it (a preemption, a refusal of
+the aggregate) or the run ends.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from simulator.engine.fast_forward import (DecodeRun, RunLedger, add_segment_gaps, advance, build_run, commit_run,
+from simulator.engine.fast_forward import (DecodeRun, RunLedger, advance, build_run, close_segment, commit_run,
                                            next_segment, plan_is_decode_only, split_finishing, unplanned_run)
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.step import HeldDecodes, StepPlan
@@ -51,8 +55,7 @@ class RunDriver:
         # Whether a run may continue past its requests' finishes (see _continue).
         self.through_finishes = fast_forward and getattr(instance.batch_policy, "steady_through_finishes", False)
         self._members: tuple[DecodeRun, frozenset[int]] | None = None  # the run's request ids, for tokens_computed
-        # A run cut short and held (see the module docstring): the run and its committed steps.
-        self.held: tuple[DecodeRun, int] | None = None
+        self.held: Held | None = None  # a run cut short and held (see the module docstring)
 
     # ------------------------------------------------------------------ views
     def implied_blocks(self) -> int:
@@ -70,12 +73,17 @@ class RunDriver:
             return request.computed_tokens
         if request.instance_id != self.instance.id or request.status is not RequestStatus.RUNNING:
             return request.computed_tokens
-        behind = run.offset + run.steps_ended_by(self.env.now) if run is not None else held[0].offset + held[1]
-        run = run if run is not None else held[0]
+        if run is not None:
+            behind = run.offset + run.steps_ended_by(self.env.now)
+        else:
+            run, behind = held.run, held.steps_done
         if self._members is None or self._members[0] is not run:
             self._members = (run, frozenset(r.id for r in run.requests))
         if request.id not in self._members[1]:
-            return request.computed_tokens  # adopted during the run: it joins at the next plan
+            return request.computed_tokens  # adopted during the run, or joining it at the next step
+        joined = run.joiners.get(request.id) if run.joiners else None
+        if joined is not None:
+            behind = max(behind - joined[0], 0)
         return request.computed_tokens + behind
 
     def cut_short(self) -> None:
@@ -93,14 +101,18 @@ class RunDriver:
         queues = instance.queues
         if not self.through_finishes or queues.waiting or queues.swapped or instance.kv_hooks is not None:
             return None
+        if self.held is not None:
+            segment = self._resume_held()
+            if segment is not None:
+                return segment
         return unplanned_run(queues.running, self.env.now, instance.kv, instance.cost_model, instance.setup.limits)
 
     def planned(self, plan: StepPlan, start: float) -> DecodeRun | None:
         """The run that starts with ``plan``, when the plan is a decode of the whole batch and the
         policy says the next steps would repeat it (``steady_decode``); else None."""
         instance = self.instance
-        if not self.fast_forward or instance.queues.swapped or plan.held:
-            return None  # (a plan around a held run commits it first; the next plan may start a run)
+        if not self.fast_forward or instance.queues.swapped:
+            return None
         if len(plan.entries) != len(instance.queues.running) or not plan_is_decode_only(plan):
             return None
         steady = getattr(instance.batch_policy, "steady_decode", None)
@@ -165,64 +177,114 @@ class RunDriver:
         """An arrival alone cut the run short, and the policy can plan the next step around it."""
         instance = self.instance
         queues = instance.queues
-        return (queues.waiting and not queues.swapped and not instance.has_kv_actions
+        return (self.through_finishes and queues.waiting and not queues.swapped and not instance.has_kv_actions
                 and not instance.departures.pending and instance.kv_hooks is None
                 and len(queues.running) == len(run.requests)
                 and getattr(instance.batch_policy, "plans_around_held", False))
 
     def _hold(self, run: DecodeRun, steps: int) -> None:
         """Commit the first ``steps`` steps of a run cut short without visiting its requests:
-        the blocks those steps implied are reserved, their shared gaps counted, and the run
-        held until the next step, planned around it, commits (``commit_held``)."""
+        the blocks those steps implied are reserved, their gaps logged, and the run held; the
+        steps planned around it (``step_held``) go on counting in it until it resumes as a new
+        segment (``unplanned``) or its requests are brought up to date (``release_held``)."""
         instance = self.instance
         implied = int(run.blocks_added[steps - 1])
         instance.kv.reserve(implied - run.released_blocks)
         run.released_blocks = implied
-        add_segment_gaps(run, steps, len(run.requests), instance.gap_histogram)
-        self.held = (run, steps)
-        # The requests stand behind until the held run commits: invariants are checked then.
-        instance.steps_committed(run.plan, steps, [], float(run.ends_s[steps - 1]), check=False)
+        close_segment(run, steps, instance.gap_histogram)
+        end = float(run.ends_s[steps - 1])
+        # The run's own lists are no longer a segment's: requests finishing in held steps leave them.
+        run.requests, run.per_offset = list(run.requests), run.per_offset.copy()
+        self.held = Held(run, steps, end)
+        # The requests stand behind while the run is held: invariants are checked when they are brought up.
+        instance.steps_committed(run.plan, steps, [], end, check=False)
 
     def held_decodes(self) -> HeldDecodes | None:
         """The held batch's next decode step, for the step builder; None when no run is held."""
-        if self.held is None:
+        held = self.held
+        if held is None:
             return None
-        run, steps = self.held
-        step = run.offset + steps  # the run's step this would be, counted from its start
-        batch = len(run.requests)
+        run, step = held.run, held.steps_done  # the run's step this would be, counted from its start
         per_offset = run.per_offset
-        return HeldDecodes(run.requests, run.kv_read_start + batch * step, per_offset[(step - 1) % len(per_offset)])
+        return HeldDecodes(run.requests, run.kv_read_start + len(run.requests) * step,
+                           per_offset[(step - 1) % len(per_offset)])
 
-    def commit_held(self, end: float) -> list[Request]:
-        """The step planned around the held run ended at ``end``: bring its requests up to date
-        through it (the step's blocks were reserved when it was planned); returns those that
-        finished, in plan order."""
-        run, steps = self.held
-        self.held = None
-        instance = self.instance
-        histogram = instance.gap_histogram
-        finished, _ = advance(run.requests, run, steps, instance.kv, histogram, then_end_s=end)
-        gap = end - float(run.ends_s[steps - 1])
-        histogram.extend([gap] * len(run.requests))
+    def step_held(self, end: float) -> list[Request]:
+        """A step planned around the held run, holding its decodes, ended at ``end``: it counts as
+        one more step of the run (its blocks were reserved when it was planned). Returns the
+        requests that finished in it, brought up to date, in plan order."""
+        held = self.held
+        run = held.run
+        gap = end - held.last_end_s  # the clock's subtraction, as stepping's commit does it
+        run.gaps.append(gap)
+        self.instance.gap_histogram.extend([gap] * len(run.requests))
+        held.extra += 1
+        held.last_end_s = end
+        total = held.steps_done
+        if run.next_finish > total:
+            return []
+        finishing, survivors, fewest = split_finishing(run, total)
+        finished, _ = advance(finishing, run, held.steps, self.instance.kv, self.instance.gap_histogram,
+                              held.extra, end)
+        block = self.instance.kv.block_size
+        for request in finished:  # out of the run's frame, as next_segment takes finished requests out
+            computed = request.computed_tokens - total
+            run.per_offset[-(computed + 1) % block] -= 1
+            run.kv_read_start -= computed + 1
+        run.requests, run.next_finish = survivors, fewest
+        self._members = None
+        if not survivors:
+            self.held = None
         return finished
 
-    def sync_held(self) -> None:
-        """The simulation ended during the step planned around a held run: bring its requests up
-        to the run's committed steps, and give them the blocks that step reserved, as stepping's
-        plan had allocated them."""
-        run, steps = self.held
+    def _resume_held(self) -> DecodeRun | None:
+        """The held run going on as a new segment, joined by the requests that started beside it
+        and now only decode; None (with the run's requests brought up to date) when it cannot."""
+        held = self.held
+        run, queues = held.run, self.instance.queues
+        members = len(run.requests)
+        joining = queues.running[members:]
+        if len(queues.running) < members or (members and queues.running[members - 1] is not run.requests[-1]):
+            joining = None  # the running batch is not the held run followed by newcomers
+        elif not all(r.prompt_tokens + r.generated_tokens - r.computed_tokens == 1 and r.generated_tokens
+                     for r in joining):
+            joining = None  # a newcomer still prefills: the policy plans its next chunk
+        segment = None
+        limits = self.instance.setup.limits
+        if joining is not None and members + len(joining) <= min(limits.max_num_seqs, limits.max_batched_tokens):
+            instance = self.instance
+            segment = next_segment(run, [], run.requests, run.next_finish, instance.kv, instance.cost_model,
+                                   first_step=held.steps_done, start_s=self.env.now, prev_end_s=held.last_end_s,
+                                   joining=joining)
+        if segment is None:
+            self.release_held()
+            return None
         self.held = None
-        kv = self.instance.kv
-        advance(run.requests, run, steps, kv, self.instance.gap_histogram)
-        kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests])
+        return segment
 
-    def release_held(self) -> None:
+    def unhold(self, plan: StepPlan) -> StepPlan:
+        """A plan of the held batch's decodes and nothing else (nothing waiting could start): the
+        plan becomes an ordinary decode of the whole batch (which may start a run as any other)."""
+        self.sync_held(step_planned=True)
+        return plan._replace(held=0)
+
+    def sync_held(self, step_planned: bool) -> None:
+        """Bring a held run's requests up to date (the simulation ends, or a plan holds only their
+        decodes); when a planned step holds their decodes, give them the blocks it reserved, as
+        stepping's plan allocated them."""
+        run = self.held.run
+        self.release_held(check=False)
+        if step_planned:
+            self.instance.kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests])
+
+    def release_held(self, check: bool = True) -> None:
         """Bring a held run's requests up to date without a further step (the policy plans from them)."""
-        run, steps = self.held
-        self.held = None
+        held, self.held = self.held, None
         instance = self.instance
-        advance(run.requests, run, steps, instance.kv, instance.gap_histogram)
-        if instance.setup.check_invariants:
+        advance(held.run.requests, held.run, held.steps, instance.kv, instance.gap_histogram, held.extra,
+                held.last_end_s)
+        self._members = None
+        if check and instance.setup.check_invariants:
             instance.check_invariants(self.env.now)
 
     def _continue(self, run: DecodeRun) -> None:
@@ -240,8 +302,8 @@ class RunDriver:
         implied = int(run.blocks_added[-1])
         kv.reserve(implied)
         run.released_blocks = implied
+        close_segment(run, run.length, histogram)
         finished, _ = advance(finishing, run, run.length, kv, histogram)
-        add_segment_gaps(run, run.length, len(run.requests), histogram)
         self.current = run  # lazy views (tokens computed, KV in use) stay exact for on_done's observers
         # The survivors are behind until the run ends: invariants are checked then.
         instance.steps_committed(run.plan, run.length, finished, end, check=False)
@@ -281,6 +343,21 @@ class RunDriver:
         flops, hbm_bytes = (float(work[steps]) if isinstance(work, np.ndarray) else float(work)
                             for work in (run.flops, run.hbm_bytes))  # an array, or one value for all steps
         return start, float(run.durations_s[steps]), flops, hbm_bytes
+
+
+class Held:
+    """A decode run cut short and held: its segment, the steps of it that ran, the steps planned
+    around it since (``extra``), and when the last of them ended."""
+
+    __slots__ = ("run", "steps", "extra", "last_end_s")
+
+    def __init__(self, run: DecodeRun, steps: int, last_end_s: float) -> None:
+        self.run, self.steps, self.extra, self.last_end_s = run, steps, 0, last_end_s
+
+    @property
+    def steps_done(self) -> int:
+        """Steps of the run so far, counted from its start (the next one's index)."""
+        return self.run.offset + self.steps + self.extra
 
 
 def _first_of(env: simpy.Environment, *events: simpy.Event) -> simpy.Event:

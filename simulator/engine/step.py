@@ -243,15 +243,16 @@ class StepBuilder:
     def add_held_decodes(self) -> bool:
         """Add one decode token of every request of the held batch (``held``), as ``add_running``
         over the running batch would, without reading the requests; False (and no change) when
-        there is no held batch, it is not the step's first entry, or a cap or KV refuses it.
+        there is no held batch, it is not the whole running batch or not the step's first entry,
+        or a cap or KV refuses it.
 
         The batch's blocks for the step are reserved (the run driver gives them to the
         requests when it brings them up to date). The requests are not recorded as in the
         step for ``in_batch``: only preemption asks that, and a held batch is never preempted.
         """
         held = self.held
-        if held is None or self._entries:
-            return False
+        if held is None or self._entries or len(self.queues.running) != len(held.requests):
+            return False  # (running requests beside the held batch, newcomers, need the policy's own loop)
         batch = len(held.requests)
         if batch > self.tokens_left or batch > self.seqs_left or held.new_blocks > self.kv.free_blocks:
             return False
