@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from simulator.engine.fast_forward import (DecodeRun, RunLedger, advance, build_run, close_segment, commit_run,
-                                           next_segment, plan_is_decode_only, split_finishing, unplanned_run)
+from simulator.engine.fast_forward import (DecodeRun, RunLedger, build_run, next_segment, plan_is_decode_only,
+                                           unplanned_run)
+from simulator.engine.run_progress import advance, close_segment, commit_run, split_finishing
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.step import HeldDecodes, StepPlan
 
