@@ -79,8 +79,8 @@ class StepLimits:
 
 class HeldDecodes(NamedTuple):
     """The running batch of an instance whose decode run was cut short by an arrival and is held:
-    its requests' counters still stand at the run's start, so the next step's decodes are given
-    as aggregates (the run's arithmetic) rather than read from each request.
+    its requests' counters stand behind (where each joined the run), so the next step's decodes
+    are given as aggregates (the run's arithmetic) rather than read from each request.
 
     Attributes:
         requests: the batch, in admission order (every running request of the instance).
