@@ -57,6 +57,8 @@ class RunDriver:
         self.through_finishes = fast_forward and getattr(instance.batch_policy, "steady_through_finishes", False)
         self._members: tuple[DecodeRun, frozenset[int]] | None = None  # the run's request ids, for tokens_computed
         self.held: Held | None = None  # a run cut short and held (see the module docstring)
+        # Whether runs cut short by arrivals may be held (asked once: policies are bound before the run).
+        self._holds = self.through_finishes and getattr(instance.batch_policy, "plans_around_held", False)
 
     # ------------------------------------------------------------------ views
     def implied_blocks(self) -> int:
@@ -178,10 +180,9 @@ class RunDriver:
         """An arrival alone cut the run short, and the policy can plan the next step around it."""
         instance = self.instance
         queues = instance.queues
-        return (self.through_finishes and queues.waiting and not queues.swapped and not instance.has_kv_actions
-                and not instance.departures.pending and instance.kv_hooks is None
-                and len(queues.running) == len(run.requests)
-                and getattr(instance.batch_policy, "plans_around_held", False))
+        return (self._holds and self.through_finishes and queues.waiting and not queues.swapped
+                and not instance.has_kv_actions and not instance.departures.pending and instance.kv_hooks is None
+                and len(queues.running) == len(run.requests))
 
     def _hold(self, run: DecodeRun, steps: int) -> None:
         """Commit the first ``steps`` steps of a run cut short without visiting its requests:
