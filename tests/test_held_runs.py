@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import build_experiment, memory_utilization, trace_workload
 from simulator.engine.run_driver import RunDriver
+from simulator.engine.run_progress import GapMaxima
 from simulator.runner import Simulation
 from test_exact_scenarios import ConstantStepCost
 
@@ -169,3 +172,15 @@ def test_a_newcomer_not_yet_in_the_run_is_not_left_out_of_the_next_decode(tmp_pa
     assert stepped.requests.equals(forwarded.requests)
     c = forwarded.requests.sort_values("request_id").iloc[1]
     assert c["max_token_gap_s"] == pytest.approx(STEP_S), "C decodes in every step after its first token"
+
+
+@settings(max_examples=200, deadline=None)
+@given(gaps=st.lists(st.floats(min_value=0.0, max_value=10.0), max_size=60), data=st.data())
+def test_gap_log_answers_the_largest_gap_since_any_position(gaps, data):
+    """``GapMaxima.since(p)`` is the largest gap logged at position p or later, at every moment."""
+    log = GapMaxima()
+    for count, gap in enumerate(gaps, start=1):
+        log.append(gap)
+        position = data.draw(st.integers(0, count + 1))
+        assert log.since(position) == max(gaps[position:count], default=0.0)
+    assert log.count == len(gaps)
