@@ -248,6 +248,17 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
     return run
 
 
+def shift_frame(per_offset: list[int], kv_read: int, requests, step: int, block: int, sign: int) -> int:
+    """Put up-to-date ``requests`` into (``sign`` +1) or take them out of (-1) a run's block
+    offsets and KV read at its step ``step``, in the run's frame: as if each had started with
+    the run, ``step`` tokens behind where it is. ``per_offset`` changes in place; returns the KV read."""
+    for request in requests:
+        computed = request.computed_tokens - step
+        per_offset[-(computed + 1) % block] += sign
+        kv_read += sign * (computed + 1)
+    return kv_read
+
+
 def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[np.ndarray, Any, Any]:
     """Durations, FLOPs and HBM bytes of ``length`` decode steps that start with ``shape``.
 
@@ -288,17 +299,12 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     if start_s is None:
         start_s = prev_end_s = float(run.ends_s[-1])
     block = kv.block_size
-    per_offset, kv_read = run.per_offset.copy(), run.kv_read_start
-    for request in finished:  # their counters are up to date: step back to the run's frame
-        computed = request.computed_tokens - first_step
-        per_offset[-(computed + 1) % block] -= 1
-        kv_read -= computed + 1
+    per_offset = run.per_offset.copy()
+    kv_read = shift_frame(per_offset, run.kv_read_start, finished, first_step, block, -1)
     joiners = run.joiners  # shared by the run's segments: an ended segment is not read again
     if joining:
-        for request in joining:  # in the run's frame: as if it had started with the run, join steps behind
-            computed = request.computed_tokens - first_step
-            per_offset[-(computed + 1) % block] += 1
-            kv_read += computed + 1
+        kv_read = shift_frame(per_offset, kv_read, joining, first_step, block, +1)
+        for request in joining:
             finish = request.output_tokens - request.generated_tokens + first_step
             if finish < fewest:
                 fewest = finish

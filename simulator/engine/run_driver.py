@@ -29,7 +29,7 @@ import numpy as np
 import simpy
 
 from simulator.engine.fast_forward import (DecodeRun, RunLedger, build_run, next_segment, plan_is_decode_only,
-                                           unplanned_run)
+                                           shift_frame, unplanned_run)
 from simulator.engine.run_progress import advance, close_segment, commit_run, split_finishing
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.step import HeldDecodes, StepPlan
@@ -180,6 +180,7 @@ class RunDriver:
         """An arrival alone cut the run short, and the policy can plan the next step around it."""
         instance = self.instance
         queues = instance.queues
+        # (through_finishes is turned off when the simulation ends: a run committed then is not held)
         return (self._holds and self.through_finishes and queues.waiting and not queues.swapped
                 and not instance.has_kv_actions and not instance.departures.pending and instance.kv_hooks is None
                 and len(queues.running) == len(run.requests))
@@ -190,9 +191,7 @@ class RunDriver:
         steps planned around it (``step_held``) go on counting in it until it resumes as a new
         segment (``unplanned``) or its requests are brought up to date (``release_held``)."""
         instance = self.instance
-        implied = int(run.blocks_added[steps - 1])
-        instance.kv.reserve(implied - run.released_blocks)
-        run.released_blocks = implied
+        self._reserve_implied(run, steps)
         close_segment(run, steps, instance.gap_histogram)
         end = float(run.ends_s[steps - 1])
         # The run's own lists are no longer a segment's: requests finishing in held steps leave them.
@@ -228,11 +227,8 @@ class RunDriver:
         finishing, survivors, fewest = split_finishing(run, total)
         finished, _ = advance(finishing, run, held.steps, self.instance.kv, self.instance.gap_histogram,
                               held.extra, end)
-        block = self.instance.kv.block_size
-        for request in finished:  # out of the run's frame, as next_segment takes finished requests out
-            computed = request.computed_tokens - total
-            run.per_offset[-(computed + 1) % block] -= 1
-            run.kv_read_start -= computed + 1
+        run.kv_read_start = shift_frame(run.per_offset, run.kv_read_start, finished, total,
+                                        self.instance.kv.block_size, -1)
         run.requests, run.next_finish = survivors, fewest
         self._members = None
         if not survivors:
@@ -289,6 +285,13 @@ class RunDriver:
         if check and instance.setup.check_invariants:
             instance.check_invariants(self.env.now)
 
+    def _reserve_implied(self, run: DecodeRun, steps: int) -> None:
+        """Take the blocks the run's first ``steps`` steps implied, before anything is freed, as
+        stepping allocated them; the requests claim them when they are brought up to date."""
+        implied = int(run.blocks_added[steps - 1])
+        self.instance.kv.reserve(implied - run.released_blocks)
+        run.released_blocks = implied
+
     def _continue(self, run: DecodeRun) -> None:
         """End a run's segment: finish the requests that finish, then go on with the rest if the
         finishes brought nothing here (a client's next call, a cluster action) and they fit.
@@ -299,11 +302,7 @@ class RunDriver:
         kv, histogram = instance.kv, instance.gap_histogram
         finishing, survivors, fewest = split_finishing(run)
         end = float(run.ends_s[-1])
-        # Take the blocks the segment's steps implied before anything is freed, as stepping does;
-        # the requests claim them when they are brought up to date.
-        implied = int(run.blocks_added[-1])
-        kv.reserve(implied)
-        run.released_blocks = implied
+        self._reserve_implied(run, run.length)
         close_segment(run, run.length, histogram)
         finished, _ = advance(finishing, run, run.length, kv, histogram)
         self.current = run  # lazy views (tokens computed, KV in use) stay exact for on_done's observers
