@@ -201,6 +201,15 @@ class Policy(BaseModel):
                     type(self).__name__, [{"type": "finite_number", "loc": loc, "input": value}])
         return self
 
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when normal lookup fails, as for private attributes. pydantic's own
+        # __getattr__ probes each one's descriptor with hasattr, which raises inside (~1.3 us a
+        # read; pydantic issue #12081), and policies read their state on every step.
+        try:
+            return object.__getattribute__(self, "__pydantic_private__")[name]
+        except (AttributeError, KeyError, TypeError):
+            return super().__getattr__(name)
+
     def setup(self, context: PolicyContext) -> None:
         """Called once before the simulation starts; default does nothing."""
 

@@ -24,6 +24,7 @@ import simpy
 import yaml
 
 from simulator import __version__, atomic
+from simulator.collection import collections_for_a_run
 from simulator.config import Experiment, InstanceHardware, resolved_dict
 from simulator.engine.actions import ClusterActions, instance_ports
 from simulator.engine.cluster import Cluster
@@ -178,8 +179,8 @@ class Simulation:
         until = self.cluster.done
         if config.sim.horizon_s is not None:
             until = self.env.any_of([self.cluster.done, self.env.timeout(config.sim.horizon_s)])
-        with _naming_workload_errors(self.experiment.path):  # the workload is read as the run goes
-            self.env.run(until=until)
+        with _naming_workload_errors(self.experiment.path), collections_for_a_run():
+            self.env.run(until=until)  # the workload is read as the run goes
         now = self.env.now
         for instance in self.cluster.instances:
             # Commits a fast-forward run's finished steps first; auto-scaled instances pay idle power

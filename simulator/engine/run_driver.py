@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from simulator.engine.fast_forward import (DecodeRun, RunLedger, build_run, next_segment, plan_is_decode_only,
                                            shift_frame, unplanned_run)
@@ -52,7 +53,8 @@ class RunDriver:
         self.fast_forward = fast_forward
         self.current: DecodeRun | None = None
         self.ledger = RunLedger(instance.stats, instance.power.busy_energy_j, instance.kv.total_blocks)
-        self.interrupt = self.env.event()
+        self.wake: _Wake | None = None  # what the run's wait ends on
+        self.cut_steps = 0  # when the run was cut short: its steps up to the one then in flight
         # Whether a run may continue past its requests' finishes (see _continue).
         self.through_finishes = fast_forward and getattr(instance.batch_policy, "steady_through_finishes", False)
         self._members: tuple[DecodeRun, frozenset[int]] | None = None  # the run's request ids, for tokens_computed
@@ -91,8 +93,14 @@ class RunDriver:
 
     def cut_short(self) -> None:
         """End the run in progress after its step in flight (an arrival or a cluster action)."""
-        if self.current is not None and not self.interrupt.triggered:
-            self.interrupt.succeed()
+        run = self.current
+        if run is None or self.cut_steps:
+            return
+        now = self.env.now
+        self.cut_steps = run.first_end_at_or_after(now) + 1
+        if self.cut_steps < run.length:
+            # The wait ends when the step in flight does (the run's end would have ended it).
+            self.wake.ring_in(float(run.ends_s[self.cut_steps - 1]) - now)
 
     # ---------------------------------------------------------------- starting
     def unplanned(self) -> DecodeRun | None:
@@ -132,16 +140,12 @@ class RunDriver:
         """
         env = self.env
         self.current = run
-        self.interrupt = interrupt = env.event()
+        self.cut_steps = 0
         while run is not None:
-            end = float(run.ends_s[-1])
-            yield _first_of(env, interrupt, env.timeout(end - env.now))
-            steps = run.length
-            if interrupt.triggered and env.now < end:
-                steps = run.first_end_at_or_after(env.now) + 1
-                step_end = float(run.ends_s[steps - 1])
-                if step_end > env.now:
-                    yield env.timeout(step_end - env.now)
+            self.wake = wake = _Wake(env)
+            env.timeout(float(run.ends_s[-1]) - env.now).callbacks.append(wake.ring)
+            yield wake
+            steps = self.cut_steps or run.length
             # now + (end - now) can round one ulp away from end; the clock is the truth.
             run.ends_s[steps - 1] = env.now
             self.commit(run, steps)
@@ -172,7 +176,7 @@ class RunDriver:
         be the rest of the batch (it says so with ``steady_through_finishes``), so the run can go on."""
         instance = self.instance
         queues = instance.queues
-        return (self.through_finishes and not self.interrupt.triggered and not queues.waiting
+        return (self.through_finishes and not self.cut_steps and not queues.waiting
                 and not queues.swapped and not instance.has_kv_actions and not instance.departures.pending
                 and instance.kv_hooks is None)
 
@@ -361,19 +365,18 @@ class Held:
         return self.run.offset + self.steps + self.extra
 
 
-def _first_of(env: simpy.Environment, *events: simpy.Event) -> simpy.Event:
-    """An event that succeeds when the first of ``events`` is processed: ``AnyOf`` without its
-    bookkeeping (one run per engine cycle builds one; the value is never read).
+class _Wake(simpy.Event):
+    """The end of a run's wait: its last step's end (through that timeout's callback, as
+    ``AnyOf`` is triggered, so the process resumes after as many scheduling hops as with a
+    condition), or the end of the step in flight when the run is cut short, scheduled directly
+    as a ``Timeout`` schedules itself: one event instead of an interrupt, a condition and a timeout."""
 
-    Like ``AnyOf`` it is triggered from the first event's callbacks, so the waiting
-    process resumes after the same number of scheduling hops as with a condition.
-    """
-    first = env.event()
+    def ring(self, _event: simpy.Event) -> None:
+        if not self.triggered:
+            self.succeed()
 
-    def trigger(_event: simpy.Event) -> None:
-        if not first.triggered:
-            first.succeed()
-
-    for event in events:
-        event.callbacks.append(trigger)
-    return first
+    def ring_in(self, delay: float) -> None:
+        """Trigger at ``delay`` seconds from now (before the run's end; the end's ring then does nothing)."""
+        if not self.triggered:
+            self._ok, self._value = True, None  # what Timeout.__init__ sets
+            self.env.schedule(self, NORMAL, delay)
