@@ -99,8 +99,7 @@ class RunDriver:
         now = self.env.now
         self.cut_steps = run.first_end_at_or_after(now) + 1
         if self.cut_steps < run.length:
-            # The wait ends when the step in flight does (the run's end would have ended it).
-            self.wake.ring_in(float(run.ends_s[self.cut_steps - 1]) - now)
+            self.wake = self.wake.moved_to(float(run.ends_s[self.cut_steps - 1]) - now)
 
     # ---------------------------------------------------------------- starting
     def unplanned(self) -> DecodeRun | None:
@@ -142,9 +141,8 @@ class RunDriver:
         self.current = run
         self.cut_steps = 0
         while run is not None:
-            self.wake = wake = _Wake(env)
-            env.timeout(float(run.ends_s[-1]) - env.now).callbacks.append(wake.ring)
-            yield wake
+            self.wake = _Wake(env, float(run.ends_s[-1]) - env.now)
+            yield self.wake
             steps = self.cut_steps or run.length
             # now + (end - now) can round one ulp away from end; the clock is the truth.
             run.ends_s[steps - 1] = env.now
@@ -366,17 +364,20 @@ class Held:
 
 
 class _Wake(simpy.Event):
-    """The end of a run's wait: its last step's end (through that timeout's callback, as
-    ``AnyOf`` is triggered, so the process resumes after as many scheduling hops as with a
-    condition), or the end of the step in flight when the run is cut short, scheduled directly
-    as a ``Timeout`` schedules itself: one event instead of an interrupt, a condition and a timeout."""
+    """The end of a run's wait: a timeout at the run's end that a cut can move earlier.
 
-    def ring(self, _event: simpy.Event) -> None:
-        if not self.triggered:
-            self.succeed()
+    SimPy cannot take an event out of its queue, so ``moved_to`` schedules a new one and
+    hands it the waiting process (the callbacks); the old one then fires with nobody waiting.
+    One event per wait, where an interrupt event, a condition and a second timeout were.
+    """
 
-    def ring_in(self, delay: float) -> None:
-        """Trigger at ``delay`` seconds from now (before the run's end; the end's ring then does nothing)."""
-        if not self.triggered:
-            self._ok, self._value = True, None  # what Timeout.__init__ sets
-            self.env.schedule(self, NORMAL, delay)
+    def __init__(self, env: simpy.Environment, delay: float) -> None:
+        super().__init__(env)
+        self._ok, self._value = True, None  # scheduled already triggered, as Timeout.__init__ does
+        env.schedule(self, NORMAL, delay)
+
+    def moved_to(self, delay: float) -> _Wake:
+        """A wake ``delay`` seconds from now that the process waiting on this one waits on instead."""
+        moved = _Wake(self.env, delay)
+        moved.callbacks, self.callbacks = self.callbacks, []
+        return moved

@@ -83,9 +83,12 @@ class InstanceCostModel:
     DENSE_BLOCK = 1024
     MAX_DENSE_BLOCKS = 256
     # Decode-step costs are memoised in blocks of this many context tokens per batch size;
-    # at most MAX_DECODE_BLOCKS blocks (3 x 1024 floats each: 12 MiB in all) are kept.
+    # at most MAX_DECODE_BLOCKS blocks (3 x 1024 floats each: 48 MiB in all) are kept, the
+    # oldest made way for first. A run over Azure-conversation lengths visits about 700
+    # (CodeLlama-34B, batches up to ~30) to 1,700 (Llama-2-70B, batches up to ~60) of them:
+    # at 512, clearing the memo when full rebuilt each about three times.
     DECODE_BLOCK = 1024
-    MAX_DECODE_BLOCKS = 512
+    MAX_DECODE_BLOCKS = 2048
 
     def __init__(self, roofline: Roofline, host: HostOverhead) -> None:
         self.roofline = roofline
@@ -195,7 +198,7 @@ class InstanceCostModel:
         table = self._decode_blocks.get(key)
         if table is None:
             if len(self._decode_blocks) >= self.MAX_DECODE_BLOCKS:
-                self._decode_blocks.clear()  # bounds memory; refilled on demand
+                del self._decode_blocks[next(iter(self._decode_blocks))]  # bounds memory: the oldest goes
             contexts = np.arange(block * self.DECODE_BLOCK, (block + 1) * self.DECODE_BLOCK, dtype=np.float64)
             table = np.array(self._decode_steps(batch, contexts, contexts))
             table.flags.writeable = False
