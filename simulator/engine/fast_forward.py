@@ -34,7 +34,7 @@ import numpy as np
 
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.request import Request
-from simulator.engine.run_progress import GapMaxima
+from simulator.engine.run_progress import FinishOrder, GapMaxima
 from simulator.engine.step import StepPlan
 from simulator.perf.shape import StepShape
 
@@ -87,6 +87,8 @@ class DecodeRun:
         self.gaps = GapMaxima()
         self.joiners: dict[int, tuple[int, int, float]] = {}
         self.joined = 0
+        # Shared too: when each request in the run finishes (see FinishOrder).
+        self.finishes = FinishOrder()
         # Implied blocks the cache holds already (reserved at the segment's end, while its finished
         # requests are released): kv_used_blocks must not count them twice.
         self.released_blocks = 0
@@ -107,9 +109,9 @@ class RunLedger:
     """Busy time, FLOPs, HBM bytes, energy and KV use of committed decode-run steps, summed in batches.
 
     Nothing reads these totals before the end of a simulation, and numpy's
-    cost per call, not per element, dominates for runs of a few dozen steps;
-    so commits only keep views of their steps' arrays, and ``flush`` evaluates
-    the power model and the sums over many runs at once.
+    cost per call, not per element, dominates for runs of a few steps; so
+    commits copy their steps into fixed buffers, and ``flush`` evaluates the
+    power model and the sums over a full buffer at once.
 
     Args:
         stats: the instance's totals (``busy_s``, ``flops``, ``hbm_bytes``, ``energy_j``,
@@ -118,36 +120,39 @@ class RunLedger:
         total_blocks: the instance's KV blocks (usage is a fraction of them).
     """
 
-    # Array elements held before a flush (views keep whole run arrays alive): small enough
-    # that many instances hold little memory, large enough that flushes are rare.
-    FLUSH_AT = 1 << 12
+    # Steps buffered before a flush (4 float64 columns: 128 KiB an instance).
+    SIZE = 1 << 12
 
     def __init__(self, stats, energy_j: EnergyFn, total_blocks: int) -> None:
         self.stats, self.energy_j, self.total_blocks = stats, energy_j, total_blocks
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._used_blocks: list[int] = []
-        self._steps: list[int] = []
-        self._held = 0
+        self._columns = np.empty((4, self.SIZE))  # durations, FLOPs, bytes, KV blocks in use
+        self._filled = 0
 
     def add(self, run: DecodeRun, steps: int, used_blocks: int) -> None:
         """Account the first ``steps`` steps of ``run``; ``used_blocks``: KV in use at its first step."""
-        flops, hbm_bytes = run.flops, run.hbm_bytes
-        if not isinstance(flops, np.ndarray) or not isinstance(hbm_bytes, np.ndarray):
-            flops, hbm_bytes = np.broadcast_arrays(flops, hbm_bytes, run.durations_s)[:2]
-        self._parts.append((run.durations_s[:steps], flops[:steps], hbm_bytes[:steps], run.blocks_added[:steps]))
-        self._used_blocks.append(used_blocks)
-        self._steps.append(steps)
-        self._held += run.length
-        if self._held >= self.FLUSH_AT:
-            self.flush()
+        done = 0
+        while done < steps:  # a run longer than the buffer goes in parts
+            if self._filled == self.SIZE:
+                self.flush()
+            start = self._filled
+            count = min(steps - done, self.SIZE - start)
+            durations, flops, hbm_bytes, used = self._columns[:, start:start + count]
+            part = slice(done, done + count)
+            durations[:] = run.durations_s[part]
+            # FLOPs and bytes are arrays, or one number for every step.
+            flops[:] = run.flops[part] if isinstance(run.flops, np.ndarray) else run.flops
+            hbm_bytes[:] = run.hbm_bytes[part] if isinstance(run.hbm_bytes, np.ndarray) else run.hbm_bytes
+            np.add(run.blocks_added[part], used_blocks, out=used)
+            self._filled = start + count
+            done += count
 
     def flush(self) -> None:
         """Add what was accounted since the last flush to the totals."""
-        if not self._parts:
+        filled, self._filled = self._filled, 0
+        if not filled:
             return
-        durations, flops, hbm_bytes, added = (np.concatenate(column) for column in zip(*self._parts))
-        used = (np.repeat(self._used_blocks, self._steps) + added) / self.total_blocks
-        self._parts, self._used_blocks, self._steps, self._held = [], [], [], 0
+        durations, flops, hbm_bytes, used_blocks = self._columns[:, :filled]
+        used = used_blocks / self.total_blocks
         stats = self.stats
         stats.busy_s += float(durations.sum())
         stats.flops += float(flops.sum())
@@ -208,6 +213,7 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
     run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
     run.per_offset, run.kv_read_start, run.next_finish = per_offset, plan.shape.kv_read_tokens, fewest
+    run.finishes.add(requests, 0)
     return run
 
 
@@ -245,6 +251,7 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
     durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
     run = DecodeRun(plan, list(requests), start_s, length, durations, flops, hbm_bytes, added[:length])
     run.per_offset, run.kv_read_start, run.next_finish = per_offset, kv_read, fewest
+    run.finishes.add(requests, 0)
     return run
 
 
@@ -327,8 +334,9 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     segment.next_finish = fewest
     segment.first_end_s = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
     segment.prev_end_s = prev_end_s
-    segment.gaps = run.gaps
+    segment.gaps, segment.finishes = run.gaps, run.finishes
     if joining:
+        run.finishes.add(joining, first_step)
         # A joiner's gaps after its first step start after this segment's first-step entry.
         position, first_end = run.gaps.count + 1, float(segment.ends_s[0])
         for request in joining:

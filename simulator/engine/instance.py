@@ -256,7 +256,7 @@ class Instance:
             request.status = RequestStatus.FINISHED
         self.queues.pending_tokens -= len(finished)
         if finished:
-            self.queues.remove_finished()
+            self.queues.remove_finished(finished)
         self._release(finished)
         self.stats.steps += steps
         self.guards.progressed()
@@ -322,7 +322,7 @@ class Instance:
         if gaps:
             self.gap_histogram.extend(gaps)
         if finished:
-            queues.remove_finished()
+            queues.remove_finished(finished)
         self._release(finished)
         shape, work = self._step_work
         flops, hbm_bytes = work if shape is plan.shape else self.cost_model.work(plan.shape)

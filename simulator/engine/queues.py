@@ -65,8 +65,14 @@ class InstanceQueues:
         request.status = RequestStatus.SWAPPED
         self.swapped.append(request)
 
-    def remove_finished(self) -> None:
-        self.running = [r for r in self.running if r.status is RequestStatus.RUNNING]
+    def remove_finished(self, finished: list[Request]) -> None:
+        """Take ``finished`` (requests of the running batch that just finished) out of it."""
+        running = self.running
+        if 8 * len(finished) <= len(running):
+            for request in finished:
+                running.remove(request)  # identity, in C: cheaper than a pass in Python for a few
+        else:
+            self.running = [r for r in running if r.status is RequestStatus.RUNNING]
 
     def drop_waiting(self, request: Request) -> None:
         """Take a waiting request out for good (rejected)."""
