@@ -57,6 +57,10 @@ class DecodeRun:
         offset: steps of the run before this segment (0 for its first).
     """
 
+    __slots__ = ("plan", "requests", "start_s", "length", "durations_s", "ends_s", "flops", "hbm_bytes",
+                 "blocks_added", "offset", "per_offset", "kv_read_start", "next_finish", "first_end_s",
+                 "prev_end_s", "gaps", "joiners", "joined", "finishes", "released_blocks")
+
     def __init__(self, plan: StepPlan, requests: list[Request], start_s: float, length: int,
                  durations_s: np.ndarray, flops: Any, hbm_bytes: Any, blocks_added: np.ndarray) -> None:
         self.plan = plan
@@ -192,6 +196,13 @@ def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 
     return np.fromiter(added, dtype=np.int64, count=length)
 
 
+def steps_that_fit(added: np.ndarray, free_blocks: int) -> int:
+    """How many leading steps' blocks (``added``, cumulative) fit in ``free_blocks``."""
+    if added[-1] <= free_blocks:
+        return len(added)  # the usual case, without numpy's search
+    return int(np.searchsorted(added, free_blocks, side="right"))
+
+
 def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps: int) -> DecodeRun | None:
     """The longest run that starts with ``plan`` (None when it would be a single step)."""
     block = kv.block_size
@@ -207,7 +218,7 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     if length < 2:
         return None
     added = blocks_added_per_step(per_offset, length)
-    length = int(np.searchsorted(added, kv.free_blocks, side="right"))
+    length = steps_that_fit(added, kv.free_blocks)
     if length < 2:
         return None
     durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
@@ -243,7 +254,7 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
             fewest = remaining
     length = min(MAX_RUN_STEPS, fewest)
     added = blocks_added_per_step(per_offset, length, first_planned=False)
-    length = int(np.searchsorted(added, kv.free_blocks, side="right"))
+    length = steps_that_fit(added, kv.free_blocks)
     if length < 1:
         return None  # the first step needs a block that is not free: the policy preempts
     shape = StepShape(batch, batch, batch, float(kv_read), kv_read)
@@ -319,7 +330,7 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     if length < 1:
         return None
     added = blocks_added_per_step(per_offset, length, first_step)
-    length = int(np.searchsorted(added, kv.free_blocks, side="right"))
+    length = steps_that_fit(added, kv.free_blocks)
     if length < 1:
         return None
     requests = survivors + list(joining) if joining else survivors

@@ -220,7 +220,7 @@ class RunDriver:
         run = held.run
         gap = end - held.last_end_s  # the clock's subtraction, as stepping's commit does it
         run.gaps.append(gap)
-        self.instance.gap_histogram.extend([gap] * len(run.requests))
+        self.instance.gap_histogram.add_repeated(gap, len(run.requests))
         held.extra += 1
         held.last_end_s = end
         total = held.steps_done

@@ -23,6 +23,7 @@ class GapBuffer:
         self._values: list[float] = []
         self._arrays: list[tuple[np.ndarray, int]] = []
         self._array_items = 0
+        self._repeated: list[tuple[float, int]] = []
 
     def add(self, value: float) -> None:
         self._values.append(value)
@@ -35,6 +36,12 @@ class GapBuffer:
         if len(self._values) >= FLUSH_AT:
             self._flush_values()
 
+    def add_repeated(self, value: float, count: int) -> None:
+        """``value`` occurs ``count`` times (one step's gap, shared by a batch)."""
+        self._repeated.append((value, count))
+        if len(self._repeated) >= FLUSH_AT:
+            self._flush_repeated()
+
     def add_repeated_each(self, values: np.ndarray, count: int) -> None:
         """Every value of ``values`` occurs ``count`` times (a decode run's step gaps)."""
         self._arrays.append((values, count))
@@ -45,6 +52,7 @@ class GapBuffer:
     def flush(self) -> LogHistogram:
         self._flush_values()
         self._flush_arrays()
+        self._flush_repeated()
         return self.histogram
 
     def _flush_values(self) -> None:
@@ -60,3 +68,9 @@ class GapBuffer:
             self.histogram.add_many(values, counts)
             self._arrays = []
             self._array_items = 0
+
+    def _flush_repeated(self) -> None:
+        if self._repeated:
+            values, counts = zip(*self._repeated)
+            self.histogram.add_many(np.asarray(values, dtype=np.float64), np.asarray(counts, dtype=np.int64))
+            self._repeated = []
