@@ -96,7 +96,7 @@ def test_gap_buffer_counts_every_gap_and_flushes_in_batches(monkeypatch) -> None
     buffer = gap_buffer.GapBuffer(buffered)
     flushes = []
     original = buffer._flush_arrays
-    monkeypatch.setattr(buffer, "_flush_arrays", lambda: (flushes.append(len(buffer._arrays)), original()))
+    monkeypatch.setattr(buffer, "_flush_arrays", lambda: (flushes.append(len(buffer._each_counts)), original()))
     rng = np.random.default_rng(6)
     for _ in range(12):
         values, count = rng.uniform(0.001, 0.1, size=3), int(rng.integers(1, 5))
@@ -104,6 +104,10 @@ def test_gap_buffer_counts_every_gap_and_flushes_in_batches(monkeypatch) -> None
         direct.add_many(values, np.full(3, count))
     buffer.extend([0.5, 0.25])
     direct.add_many(np.array([0.5, 0.25]))
+    buffer.add_repeated(0.125, 7)  # one step's gap shared by a batch of seven
+    direct.add_many(np.array([0.125]), np.array([7]))
+    buffer.add_repeated_each([0.01, 0.02], 2)  # the engine passes lists
+    direct.add_many(np.array([0.01, 0.02]), np.array([2, 2]))
     buffer.flush()
     assert flushes[:3] == [4, 4, 4], "a flush every 10 items (four arrays of three)"
     flushed, expected = buffered.to_dict(), direct.to_dict()

@@ -27,6 +27,7 @@ Bringing requests up to date is ``simulator.engine.run_progress``.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from itertools import accumulate, cycle, islice, repeat
 from typing import Any, Callable
 
@@ -51,7 +52,7 @@ class DecodeRun:
     Attributes:
         requests: the batch, in plan order.
         durations_s, ends_s: per-step durations and end times.
-        flops, hbm_bytes: per-step work (arrays, or one number for every step).
+        flops, hbm_bytes: per-step work (lists, or one number for every step).
         blocks_added: blocks allocated by the start of step ``j`` beyond those the cache holds
             (for a later segment, beyond those reserved for the run's earlier steps).
         offset: steps of the run before this segment (0 for its first).
@@ -62,16 +63,16 @@ class DecodeRun:
                  "prev_end_s", "gaps", "joiners", "joined", "finishes", "released_blocks")
 
     def __init__(self, plan: StepPlan, requests: list[Request], start_s: float, length: int,
-                 durations_s: np.ndarray, flops: Any, hbm_bytes: Any, blocks_added: np.ndarray) -> None:
+                 durations_s: list[float], flops: Any, hbm_bytes: Any, blocks_added: list[int]) -> None:
         self.plan = plan
         self.requests = requests
         self.start_s = start_s
         self.length = length
         self.durations_s = durations_s
         # Step ends accumulate from the start one duration at a time, as the clock does when stepping.
-        ends = durations_s.copy()
-        ends[0] += start_s
-        self.ends_s = np.add.accumulate(ends, out=ends)  # np.cumsum, without its wrapper
+        ends = list(accumulate(durations_s, initial=start_s))
+        del ends[0]
+        self.ends_s = ends
         self.flops, self.hbm_bytes = flops, hbm_bytes
         self.blocks_added = blocks_added
         # A later segment of a run (see next_segment): the run's steps before it, the end of the
@@ -99,14 +100,14 @@ class DecodeRun:
 
     def steps_started_by(self, now: float) -> int:
         """How many steps of the run have started at time ``now`` (at least the first)."""
-        return 1 + int(np.searchsorted(self.ends_s[:-1], now, side="right"))
+        return 1 + bisect_right(self.ends_s, now, 0, self.length - 1)
 
     def steps_ended_by(self, now: float) -> int:
-        return int(np.searchsorted(self.ends_s, now, side="right"))
+        return bisect_right(self.ends_s, now)
 
     def first_end_at_or_after(self, now: float) -> int:
         """Index of the step in flight at ``now`` (the one that ends first at or after it)."""
-        return min(int(np.searchsorted(self.ends_s, now, side="left")), self.length - 1)
+        return min(bisect_left(self.ends_s, now), self.length - 1)
 
 
 class RunLedger:
@@ -114,8 +115,8 @@ class RunLedger:
 
     Nothing reads these totals before the end of a simulation, and numpy's
     cost per call, not per element, dominates for runs of a few steps; so
-    commits copy their steps into fixed buffers, and ``flush`` evaluates the
-    power model and the sums over a full buffer at once.
+    commits extend plain lists with their steps, and ``flush`` evaluates the
+    power model and the sums over many runs' steps at once.
 
     Args:
         stats: the instance's totals (``busy_s``, ``flops``, ``hbm_bytes``, ``energy_j``,
@@ -124,39 +125,39 @@ class RunLedger:
         total_blocks: the instance's KV blocks (usage is a fraction of them).
     """
 
-    # Steps buffered before a flush (4 float64 columns: 128 KiB an instance).
-    SIZE = 1 << 12
+    # Steps held before a flush.
+    FLUSH_AT = 1 << 12
 
     def __init__(self, stats, energy_j: EnergyFn, total_blocks: int) -> None:
         self.stats, self.energy_j, self.total_blocks = stats, energy_j, total_blocks
-        self._columns = np.empty((4, self.SIZE))  # durations, FLOPs, bytes, KV blocks in use
-        self._filled = 0
+        self._durations: list[float] = []
+        self._flops: list[float] = []
+        self._hbm_bytes: list[float] = []
+        self._added: list[int] = []  # blocks the run's step implied beyond its first step's use
+        self._used: list[int] = []  # KV in use at each commit's first step, and its step count
+        self._steps: list[int] = []
 
     def add(self, run: DecodeRun, steps: int, used_blocks: int) -> None:
         """Account the first ``steps`` steps of ``run``; ``used_blocks``: KV in use at its first step."""
-        done = 0
-        while done < steps:  # a run longer than the buffer goes in parts
-            if self._filled == self.SIZE:
-                self.flush()
-            start = self._filled
-            count = min(steps - done, self.SIZE - start)
-            durations, flops, hbm_bytes, used = self._columns[:, start:start + count]
-            part = slice(done, done + count)
-            durations[:] = run.durations_s[part]
-            # FLOPs and bytes are arrays, or one number for every step.
-            flops[:] = run.flops[part] if isinstance(run.flops, np.ndarray) else run.flops
-            hbm_bytes[:] = run.hbm_bytes[part] if isinstance(run.hbm_bytes, np.ndarray) else run.hbm_bytes
-            np.add(run.blocks_added[part], used_blocks, out=used)
-            self._filled = start + count
-            done += count
+        flops, hbm_bytes = run.flops, run.hbm_bytes
+        self._durations.extend(run.durations_s[:steps])
+        # FLOPs and bytes are lists, or one number for every step.
+        self._flops.extend(flops[:steps] if isinstance(flops, list) else [flops] * steps)
+        self._hbm_bytes.extend(hbm_bytes[:steps] if isinstance(hbm_bytes, list) else [hbm_bytes] * steps)
+        self._added.extend(run.blocks_added[:steps])
+        self._used.append(used_blocks)
+        self._steps.append(steps)
+        if len(self._durations) >= self.FLUSH_AT:
+            self.flush()
 
     def flush(self) -> None:
         """Add what was accounted since the last flush to the totals."""
-        filled, self._filled = self._filled, 0
-        if not filled:
+        if not self._durations:
             return
-        durations, flops, hbm_bytes, used_blocks = self._columns[:, :filled]
-        used = used_blocks / self.total_blocks
+        durations, flops, hbm_bytes = (np.array(column, dtype=np.float64)
+                                       for column in (self._durations, self._flops, self._hbm_bytes))
+        used = (np.repeat(self._used, self._steps) + np.array(self._added, dtype=np.int64)) / self.total_blocks
+        self._durations, self._flops, self._hbm_bytes, self._added, self._used, self._steps = [], [], [], [], [], []
         stats = self.stats
         stats.busy_s += float(durations.sum())
         stats.flops += float(flops.sum())
@@ -175,7 +176,7 @@ def plan_is_decode_only(plan: StepPlan) -> bool:
 
 
 def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 0, carry: int = 0,
-                          first_planned: bool = True) -> np.ndarray:
+                          first_planned: bool = True) -> list[int]:
     """Cumulative blocks the batch allocates by the start of each of ``length`` steps of the run,
     from step ``first_step`` of the run on, on top of ``carry`` blocks implied before.
 
@@ -188,19 +189,19 @@ def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 
     """
     # Iterators rather than numpy: runs are a few dozen steps, where numpy's per-call cost dominates.
     if first_step == 0 and first_planned:
-        added = accumulate(islice(cycle(per_offset), length - 1), initial=carry)
-    else:
-        start = (first_step - 1) % len(per_offset)
-        rotated = per_offset[start:] + per_offset[:start]
-        added = islice(accumulate(islice(cycle(rotated), length), initial=carry), 1, None)
-    return np.fromiter(added, dtype=np.int64, count=length)
+        return list(accumulate(islice(cycle(per_offset), length - 1), initial=carry))
+    start = (first_step - 1) % len(per_offset)
+    rotated = per_offset[start:] + per_offset[:start]
+    added = list(accumulate(islice(cycle(rotated), length), initial=carry))
+    del added[0]
+    return added
 
 
-def steps_that_fit(added: np.ndarray, free_blocks: int) -> int:
+def steps_that_fit(added: list[int], free_blocks: int) -> int:
     """How many leading steps' blocks (``added``, cumulative) fit in ``free_blocks``."""
     if added[-1] <= free_blocks:
-        return len(added)  # the usual case, without numpy's search
-    return int(np.searchsorted(added, free_blocks, side="right"))
+        return len(added)  # the usual case
+    return bisect_right(added, free_blocks)
 
 
 def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps: int) -> DecodeRun | None:
@@ -222,7 +223,7 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     if length < 2:
         return None
     durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
-    run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
+    run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, _cut(added, length))
     run.per_offset, run.kv_read_start, run.next_finish = per_offset, plan.shape.kv_read_tokens, fewest
     run.finishes.add(requests, 0)
     return run
@@ -260,10 +261,16 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
     shape = StepShape(batch, batch, batch, float(kv_read), kv_read)
     plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
     durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
-    run = DecodeRun(plan, list(requests), start_s, length, durations, flops, hbm_bytes, added[:length])
+    run = DecodeRun(plan, list(requests), start_s, length, durations, flops, hbm_bytes, _cut(added, length))
     run.per_offset, run.kv_read_start, run.next_finish = per_offset, kv_read, fewest
     run.finishes.add(requests, 0)
     return run
+
+
+def _cut(added: list[int], length: int) -> list[int]:
+    """``added`` without its steps beyond ``length`` (in place: it is the run's own)."""
+    del added[length:]
+    return added
 
 
 def shift_frame(per_offset: list[int], kv_read: int, requests, step: int, block: int, sign: int) -> int:
@@ -277,7 +284,7 @@ def shift_frame(per_offset: list[int], kv_read: int, requests, step: int, block:
     return kv_read
 
 
-def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[np.ndarray, Any, Any]:
+def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[list[float], Any, Any]:
     """Durations, FLOPs and HBM bytes of ``length`` decode steps that start with ``shape``.
 
     Context grows by one token per request per step, so attention pairs and
@@ -295,7 +302,8 @@ def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[np
     # A cost model may answer a scalar when nothing in it depends on context length.
     durations = np.broadcast_to(np.asarray(cost_model.step_time_s(shapes), dtype=np.float64), (length,))
     flops, hbm_bytes = cost_model.work(shapes)
-    return durations, flops, hbm_bytes
+    return durations.tolist(), *(work.tolist() if isinstance(work, np.ndarray) else float(work)
+                                 for work in (flops, hbm_bytes))
 
 
 def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request], fewest: int,
@@ -340,7 +348,7 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     shape = StepShape(batch, batch, batch, float(context), context)
     plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
     durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
-    segment = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, added[:length])
+    segment = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, _cut(added, length))
     segment.offset, segment.per_offset, segment.kv_read_start = first_step, per_offset, kv_read
     segment.next_finish = fewest
     segment.first_end_s = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s

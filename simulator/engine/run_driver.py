@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import simpy
 from simpy.events import NORMAL
 
@@ -343,8 +342,8 @@ class RunDriver:
         instance.kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests
                               if request.status is RequestStatus.RUNNING])
         start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])
-        flops, hbm_bytes = (float(work[steps]) if isinstance(work, np.ndarray) else float(work)
-                            for work in (run.flops, run.hbm_bytes))  # an array, or one value for all steps
+        flops, hbm_bytes = (float(work[steps]) if isinstance(work, list) else float(work)
+                            for work in (run.flops, run.hbm_bytes))  # a list, or one value for all steps
         return start, float(run.durations_s[steps]), flops, hbm_bytes
 
 

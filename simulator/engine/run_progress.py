@@ -13,7 +13,6 @@ from bisect import bisect_left
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING
 
-import numpy as np
 
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.request import Request
@@ -75,13 +74,13 @@ def close_segment(run: DecodeRun, steps: int, gap_histogram) -> None:
             gap_histogram.add_repeated_each(durations[:steps], batch)
         else:
             if batch > run.joined:
-                gap_histogram.add_repeated_each(np.array([first_gap]), batch - run.joined)
+                gap_histogram.add_repeated(first_gap, batch - run.joined)
             if steps > 1:
                 gap_histogram.add_repeated_each(durations[1:steps], batch)
     elif steps > 1:
         gap_histogram.add_repeated_each(durations[1:steps], batch)
     if steps > 1:
-        gaps.append(float(durations[1:steps].max()))
+        gaps.append(max(durations[1:steps]))
 
 
 def advance(requests: list[Request], run: DecodeRun, steps: int, kv: KVCache, gap_histogram,

@@ -21,8 +21,9 @@ class GapBuffer:
     def __init__(self, histogram: LogHistogram) -> None:
         self.histogram = histogram
         self._values: list[float] = []
-        self._arrays: list[tuple[np.ndarray, int]] = []
-        self._array_items = 0
+        self._each_values: list[float] = []  # values added with a repeat count, flat
+        self._each_counts: list[int] = []  # each group's count, and its number of values
+        self._each_sizes: list[int] = []
         self._repeated: list[tuple[float, int]] = []
 
     def add(self, value: float) -> None:
@@ -42,11 +43,12 @@ class GapBuffer:
         if len(self._repeated) >= FLUSH_AT:
             self._flush_repeated()
 
-    def add_repeated_each(self, values: np.ndarray, count: int) -> None:
-        """Every value of ``values`` occurs ``count`` times (a decode run's step gaps)."""
-        self._arrays.append((values, count))
-        self._array_items += len(values)
-        if self._array_items >= FLUSH_AT:
+    def add_repeated_each(self, values, count: int) -> None:
+        """Every value of ``values`` (a sequence of floats) occurs ``count`` times (a decode run's step gaps)."""
+        self._each_values.extend(values)
+        self._each_counts.append(count)
+        self._each_sizes.append(len(values))
+        if len(self._each_values) >= FLUSH_AT:
             self._flush_arrays()
 
     def flush(self) -> LogHistogram:
@@ -61,13 +63,11 @@ class GapBuffer:
             self._values = []
 
     def _flush_arrays(self) -> None:
-        if self._arrays:
-            values = np.concatenate([v for v, _ in self._arrays])
-            counts = np.repeat(np.array([c for _, c in self._arrays], dtype=np.int64),
-                               [len(v) for v, _ in self._arrays])
+        if self._each_values:
+            values = np.array(self._each_values, dtype=np.float64)
+            counts = np.repeat(np.array(self._each_counts, dtype=np.int64), self._each_sizes)
             self.histogram.add_many(values, counts)
-            self._arrays = []
-            self._array_items = 0
+            self._each_values, self._each_counts, self._each_sizes = [], [], []
 
     def _flush_repeated(self) -> None:
         if self._repeated:
