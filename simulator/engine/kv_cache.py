@@ -116,6 +116,8 @@ class KVCache:
         At least one prompt token is always left to compute, as in vLLM, so
         that the step that finishes the prompt samples the first token.
         """
+        if not request.spec.prefix_hashes:
+            return 0  # the usual case: a prompt that shares nothing (asked several times per admission)
         hit = 0
         for value in self.hashes(request):
             if value not in self.refcount:
