@@ -5,8 +5,10 @@ would repeat it (nothing waiting could join), the batch stays the same until
 a request finishes or KV memory runs out. Step ``j`` of such a run differs
 from the first only in context lengths, which grow by one token per request
 per step, so all the steps' shapes - and through the cost model their
-durations, FLOPs and bytes - are arrays computed at once. The instance then
-waits once, and commits the run in one pass over the batch.
+durations, FLOPs and bytes - are computed at once (as arrays, in the cost
+model's memo) and read as Python lists: a run is waited out a few steps at a
+time, where slices, ``bisect`` and builtins cost a fraction of numpy's calls.
+The instance then waits once, and commits the run in one pass over the batch.
 
 Results equal step-by-step mode: the same durations (the cost model does the
 same float operations on arrays), step ends accumulated in the same order,
