@@ -27,16 +27,21 @@ RUN_THRESHOLD = 50_000
 def collections_for_a_run() -> Iterator[None]:
     """Freeze what exists now and collect the young generation less often until the block ends.
 
-    Leaves everything alone when the caller turned the collector off.
+    Leaves everything alone when the caller turned the collector off (or its automatic runs,
+    with a threshold of 0), and the heap unfrozen-as-found when something froze part of it
+    already (the caller's, or an enclosing run's): unfreezing would release that too.
     """
-    if not gc.isenabled():
+    thresholds = gc.get_threshold()
+    if not gc.isenabled() or thresholds[0] == 0:
         yield
         return
-    thresholds = gc.get_threshold()
-    gc.freeze()
+    freezing = gc.get_freeze_count() == 0
+    if freezing:
+        gc.freeze()
     gc.set_threshold(max(RUN_THRESHOLD, thresholds[0]), *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if freezing:
+            gc.unfreeze()

@@ -23,6 +23,7 @@ Kinds and when they are called:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -203,12 +204,15 @@ class Policy(BaseModel):
 
     def __getattr__(self, name: str) -> Any:
         # Reached only when normal lookup fails, as for private attributes. pydantic's own
-        # __getattr__ probes each one's descriptor with hasattr, which raises inside (~1.3 us a
-        # read; pydantic issue #12081), and policies read their state on every step.
-        try:
-            return object.__getattribute__(self, "__pydantic_private__")[name]
-        except (AttributeError, KeyError, TypeError):
-            return super().__getattr__(name)
+        # __getattr__ probes each one's default for __get__ with hasattr, which raises inside
+        # (~1.3 us a read; pydantic issue #12081), and policies read their state on every step.
+        # Private attributes whose default is a descriptor still go through pydantic (it binds them).
+        if name not in _private_descriptors(type(self)):
+            try:
+                return object.__getattribute__(self, "__pydantic_private__")[name]
+            except (AttributeError, KeyError, TypeError):
+                pass
+        return super().__getattr__(name)
 
     def setup(self, context: PolicyContext) -> None:
         """Called once before the simulation starts; default does nothing."""
@@ -219,6 +223,13 @@ class Policy(BaseModel):
         Asked when an experiment is validated, so the error names the field before anything runs.
         """
         return None
+
+
+@functools.cache
+def _private_descriptors(cls: type[BaseModel]) -> frozenset[str]:
+    """Private attributes of ``cls`` whose default is a descriptor (pydantic returns it bound)."""
+    return frozenset(name for name, attribute in cls.__private_attributes__.items()
+                     if hasattr(attribute.default, "__get__"))
 
 
 def _floats(value: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], float]]:

@@ -47,3 +47,26 @@ def test_a_run_gives_the_same_results_with_the_collector_off(tmp_path):
     finally:
         gc.enable()
     assert with_settings.equals(without)
+
+
+def test_what_the_caller_froze_stays_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collections_for_a_run():
+            with collections_for_a_run():  # nested, as a run inside a run's callback would
+                pass
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_a_zero_threshold_is_left_alone():
+    before = gc.get_threshold()
+    gc.set_threshold(0)
+    try:
+        with collections_for_a_run():
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from conftest import build_experiment, memory_utilization, trace_workload
 from simulator.engine.run_driver import RunDriver
-from simulator.engine.run_progress import GapMaxima
+from simulator.engine.run_progress import FinishOrder, GapMaxima
 from simulator.runner import Simulation
 from test_exact_scenarios import ConstantStepCost
 
@@ -184,3 +184,64 @@ def test_gap_log_answers_the_largest_gap_since_any_position(gaps, data):
         position = data.draw(st.integers(0, count + 1))
         assert log.since(position) == max(gaps[position:count], default=0.0)
     assert log.count == len(gaps)
+
+
+class _Counted:
+    """The counters ``FinishOrder`` reads, as a request's stand when it joins a run."""
+
+    def __init__(self, output_tokens: int, generated_tokens: int) -> None:
+        self.output_tokens, self.generated_tokens = output_tokens, generated_tokens
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_finish_order_takes_out_what_a_scan_of_the_batch_would(data):
+    """Requests join a run at rising steps; at each segment's end ``FinishOrder`` gives the requests
+    a scan of the batch finds finished (output - generated + join step <= the step), in the order
+    they joined (the plan's), and the first finish step of the rest."""
+    order, batch, step = FinishOrder(), [], 0
+    for _ in range(data.draw(st.integers(1, 8))):
+        joining = [_Counted(data.draw(st.integers(1, 30)), data.draw(st.integers(0, 5)))
+                   for _ in range(data.draw(st.integers(0, 6)))]
+        order.add(joining, step)
+        batch += [(request, request.output_tokens - request.generated_tokens + step) for request in joining]
+        step += data.draw(st.integers(0, 12))
+        expected = [request for request, finish in batch if finish <= step]
+        assert order.pop_until(step) == expected
+        batch = [(request, finish) for request, finish in batch if finish > step]
+        assert order.first == min((finish for _, finish in batch), default=1 << 62)
+
+
+def test_a_cut_moves_the_wait_once_and_not_after_it_ended():
+    """A run's wake moved earlier resumes its process once, at the new time; the old one fires
+    with nobody waiting; a wake that fired already is not moved."""
+    import simpy
+
+    from simulator.engine.run_driver import _Wake
+
+    env = simpy.Environment()
+    resumed = []
+
+    def wait():
+        driver.wake = _Wake(env, 5.0)
+        yield driver.wake
+        resumed.append(env.now)
+
+    class Driver:
+        wake = None
+
+    driver = Driver()
+    env.process(wait())
+    env.run(until=1.0)
+    driver.wake = driver.wake.moved_to(1.5)
+    env.run()
+    assert resumed == [2.5]
+    assert driver.wake.moved_to(1.0) is driver.wake, "a fired wake stays"
+
+
+def test_no_steps_fit_when_a_run_has_none():
+    from simulator.engine.fast_forward import steps_that_fit
+
+    assert steps_that_fit([], 10) == 0
+    assert steps_that_fit([1, 3, 3, 7], 3) == 3
+    assert steps_that_fit([1, 3, 3, 7], 7) == 4

@@ -201,7 +201,7 @@ def blocks_added_per_step(per_offset: list[int], length: int, first_step: int = 
 
 def steps_that_fit(added: list[int], free_blocks: int) -> int:
     """How many leading steps' blocks (``added``, cumulative) fit in ``free_blocks``."""
-    if added[-1] <= free_blocks:
+    if not added or added[-1] <= free_blocks:
         return len(added)  # the usual case
     return bisect_right(added, free_blocks)
 
@@ -303,9 +303,8 @@ def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[li
     shapes = StepShape(batch, batch, batch, pairs, kv_read)
     # A cost model may answer a scalar when nothing in it depends on context length.
     durations = np.broadcast_to(np.asarray(cost_model.step_time_s(shapes), dtype=np.float64), (length,))
-    flops, hbm_bytes = cost_model.work(shapes)
-    return durations.tolist(), *(work.tolist() if isinstance(work, np.ndarray) else float(work)
-                                 for work in (flops, hbm_bytes))
+    flops, hbm_bytes = (np.asarray(work, dtype=np.float64) for work in cost_model.work(shapes))
+    return durations.tolist(), *(work.tolist() if work.ndim else float(work) for work in (flops, hbm_bytes))
 
 
 def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request], fewest: int,

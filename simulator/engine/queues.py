@@ -66,7 +66,8 @@ class InstanceQueues:
         self.swapped.append(request)
 
     def remove_finished(self, finished: list[Request]) -> None:
-        """Take ``finished`` (requests of the running batch that just finished) out of it."""
+        """Take ``finished`` out of the running batch: the requests of it that just finished, which
+        are all of its requests no longer RUNNING (every other way out of RUNNING leaves the list)."""
         running = self.running
         if 8 * len(finished) <= len(running):
             for request in finished:

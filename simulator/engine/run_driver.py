@@ -376,7 +376,10 @@ class _Wake(simpy.Event):
         env.schedule(self, NORMAL, delay)
 
     def moved_to(self, delay: float) -> _Wake:
-        """A wake ``delay`` seconds from now that the process waiting on this one waits on instead."""
+        """A wake ``delay`` seconds from now that the process waiting on this one waits on instead
+        (this one itself when it has fired already: its process is resuming)."""
+        if self.callbacks is None:
+            return self
         moved = _Wake(self.env, delay)
         moved.callbacks, self.callbacks = self.callbacks, []
         return moved
