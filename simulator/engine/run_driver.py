@@ -23,6 +23,7 @@ the aggregate) or the run ends.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import simpy
@@ -208,8 +209,10 @@ class RunDriver:
             return None
         run, step = held.run, held.steps_done  # the run's step this would be, counted from its start
         per_offset = run.per_offset
+        if held.entries is None:
+            held.entries = tuple(zip(run.requests, repeat(1)))
         return HeldDecodes(run.requests, run.kv_read_start + len(run.requests) * step,
-                           per_offset[(step - 1) % len(per_offset)])
+                           per_offset[(step - 1) % len(per_offset)], held.entries)
 
     def step_held(self, end: float) -> list[Request]:
         """A step planned around the held run, holding its decodes, ended at ``end``: it counts as
@@ -231,6 +234,7 @@ class RunDriver:
         run.kv_read_start = shift_frame(run.per_offset, run.kv_read_start, finished, total,
                                         self.instance.kv.block_size, -1)
         run.requests, run.next_finish = survivors, fewest
+        held.entries = None  # the next held step's entries are the survivors'
         self._members = None
         if not survivors:
             self.held = None
@@ -349,12 +353,14 @@ class RunDriver:
 
 class Held:
     """A decode run cut short and held: its segment, the steps of it that ran, the steps planned
-    around it since (``extra``), and when the last of them ended."""
+    around it since (``extra``), when the last of them ended, and the plan entries of its
+    decodes (the segment's own until a request of it finishes; None: to be built)."""
 
-    __slots__ = ("run", "steps", "extra", "last_end_s")
+    __slots__ = ("run", "steps", "extra", "last_end_s", "entries")
 
     def __init__(self, run: DecodeRun, steps: int, last_end_s: float) -> None:
         self.run, self.steps, self.extra, self.last_end_s = run, steps, 0, last_end_s
+        self.entries: tuple[tuple[Request, int], ...] | None = run.plan.entries
 
     @property
     def steps_done(self) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from itertools import repeat
 from typing import NamedTuple
 
 from simulator.engine.host import HostKVTier
@@ -87,11 +86,14 @@ class HeldDecodes(NamedTuple):
         kv_read_tokens: the step's context of the batch: the sum of each request's computed
             tokens plus one (its attention pairs are the same number).
         new_blocks: KV blocks the batch needs for this step (requests that cross into a block).
+        entries: ``(request, 1)`` for each of ``requests``: the step's leading plan entries (the
+            run driver keeps them from one held step to the next while nobody finishes).
     """
 
     requests: list[Request]
     kv_read_tokens: int
     new_blocks: int
+    entries: tuple[tuple[Request, int], ...]
 
 
 _SCHEDULABLE = (RequestStatus.WAITING, RequestStatus.RUNNING)
@@ -116,7 +118,8 @@ class StepBuilder:
         self.held = held
         self.tokens_left = limits.max_batched_tokens
         self.seqs_left = limits.max_num_seqs
-        self._entries: list[tuple[Request, int]] = []
+        self._entries: list[tuple[Request, int]] = []  # after the held decodes' entries, if any
+        self._held_entries: tuple[tuple[Request, int], ...] = ()
         self._in_batch: set[int] = set()
         self._preempted: list[Request] = []
         self._swapped_out: list[Request] = []
@@ -251,13 +254,13 @@ class StepBuilder:
         step for ``in_batch``: only preemption asks that, and a held batch is never preempted.
         """
         held = self.held
-        if held is None or self._entries or len(self.queues.running) != len(held.requests):
+        if held is None or self._entries or self._held or len(self.queues.running) != len(held.requests):
             return False  # (running requests beside the held batch, newcomers, need the policy's own loop)
         batch = len(held.requests)
         if batch > self.tokens_left or batch > self.seqs_left or held.new_blocks > self.kv.free_blocks:
             return False
         self.kv.reserve(held.new_blocks)
-        self._entries.extend(zip(held.requests, repeat(1)))
+        self._held_entries = held.entries
         self.tokens_left -= batch
         self.seqs_left -= batch
         self._tokens += batch
@@ -318,8 +321,9 @@ class StepBuilder:
         self._rejected.append(request)
 
     def build(self) -> StepPlan:
-        shape = StepShape(self._tokens, len(self._entries), self._sampled, self._pairs, self._kv_read)
-        return StepPlan(tuple(self._entries), shape, tuple(self._preempted),
+        entries = self._held_entries + tuple(self._entries) if self._held else tuple(self._entries)
+        shape = StepShape(self._tokens, len(entries), self._sampled, self._pairs, self._kv_read)
+        return StepPlan(entries, shape, tuple(self._preempted),
                         tuple(self._swapped_out), tuple(self._swapped_in), self._swap_bytes,
                         tuple(self._rejected), self._decodes, self._held)
 
