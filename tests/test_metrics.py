@@ -349,3 +349,28 @@ def test_unknown_status_and_extra_collisions_are_refused() -> None:
     stats.extra = {"slo": 1}
     with pytest.raises(ValueError, match="slo"):
         run_summary(three_requests(), stats)
+
+
+def test_step_energy_is_summed_in_batches_and_loses_nothing(monkeypatch) -> None:
+    """A committed step's joules wait for one vectorised call of the power model; every flush (at
+    the batch size, and the one at the end of a run) adds exactly the steps' scalar energies."""
+    from simulator.engine.usage import InstanceUsage
+    from simulator.hardware import DEFAULT_CATALOG
+    from simulator.metrics.run_stats import InstanceStats
+    from simulator.perf.power import PowerModel
+
+    monkeypatch.setattr(InstanceUsage, "ENERGY_BATCH", 4)
+    gpu = DEFAULT_CATALOG.get("gpu", "h100-sxm")
+    power = PowerModel(gpu, 2, 500e12, 3e12)
+    stats = InstanceStats(0, gpu.name, 2, 989e12, 3.35e12, 2.0, 100)
+    usage = InstanceUsage(stats, power, kv=None)
+    rng = np.random.default_rng(3)
+    steps = [(float(rng.uniform(0.01, 0.2)), float(rng.uniform(0, 4e14)), float(rng.uniform(0, 2e12)))
+             for _ in range(10)]
+    for count, step in enumerate(steps, start=1):
+        usage.step(*step)
+        priced = count - count % 4
+        assert stats.energy_j == pytest.approx(sum(power.busy_energy_j(*s) for s in steps[:priced]), rel=1e-12)
+    usage.flush()
+    assert stats.energy_j == pytest.approx(sum(power.busy_energy_j(*s) for s in steps), rel=1e-12)
+    assert stats.steps == 10 and stats.busy_s == pytest.approx(sum(s[0] for s in steps))

@@ -89,7 +89,9 @@ class Cluster:
             target = self.router.route(request, offered, self.env.now)
             if target is None:
                 reason = "the router found no instance for it"
-            elif not 0 <= target < len(self.instances) or not self._can_hold(target, request):
+            # (Offered every instance, as usual, the router's choice can hold it: all were checked.)
+            elif not 0 <= target < len(self.instances) or (offered is not self.instances
+                                                           and not self._can_hold(target, request)):
                 raise SimulationError(f"router {type(self.router).__name__} returned instance "
                                       f"{target} for request {request.id}; it must be the id of "
                                       f"one of the instances it was offered")

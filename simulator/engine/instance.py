@@ -379,6 +379,7 @@ class Instance:
         """
         self.sync(now)
         self.runs.ledger.flush()
+        self.usage.flush()
         self.usage.kv_until(now)
         self.usage.idle(now if active_s is None else active_s)
 
