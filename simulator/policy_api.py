@@ -299,7 +299,8 @@ class BatchPolicy(Protocol):
     run (its requests' counters stand behind) and asks ``schedule_around_held``
     instead of ``schedule``: the policy must give the held batch its decodes with
     ``builder.add_held_decodes()`` before anything else and must not read the
-    running requests; it returns False, leaving the builder unchanged, when it
+    held batch's requests (newcomers that started beside it, ``builder.beside_held``,
+    are its own to add); it returns False, leaving the builder unchanged, when it
     cannot (the engine then brings the batch up to date and calls ``schedule``).
     """
 

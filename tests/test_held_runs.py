@@ -245,3 +245,34 @@ def test_no_steps_fit_when_a_run_has_none():
     assert steps_that_fit([], 10) == 0
     assert steps_that_fit([1, 3, 3, 7], 3) == 3
     assert steps_that_fit([1, 3, 3, 7], 7) == 4
+
+
+def test_a_second_arrival_is_planned_beside_the_first_newcomer(tmp_path, monkeypatch):
+    """C arrives at 1.1 s and prefills in [1.25, 1.5] beside A's held decode; D arrives at 1.3 s,
+    during that step. The run stays held: [1.5, 1.75] holds A's decode (the aggregate), C's decode
+    (a newcomer beside it) and D's prompt, without the policy's full loop over the batch; then
+    C and D join the run. Times equal stepping's."""
+    from policies.batching.continuous import ContinuousBatching
+
+    full_loops = []
+    original = ContinuousBatching.schedule
+
+    def counting_schedule(self, state, builder, now_s):
+        full_loops.append((self, now_s))
+        original(self, state, builder, now_s)
+
+    monkeypatch.setattr(ContinuousBatching, "schedule", counting_schedule)
+    rows = [(0.0, 100, 20), (1.1, 300, 5), (1.3, 200, 4)]
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch)
+    assert holds == [4]
+    forwarding_policy = full_loops[-1][0]  # the second run's (fast-forward's) batch policy
+    assert not [t for policy, t in full_loops if policy is forwarding_policy and 1.0 < t < 2.5], \
+        "fast-forward planned 1.25-1.75 s around the held run"
+    for result in (stepped, forwarded):
+        a, c, d = result.requests.sort_values("request_id").to_dict("records")
+        assert c["first_token_s"] == pytest.approx(1.5) and c["finish_s"] == pytest.approx(1.5 + 4 * STEP_S)
+        assert d["first_scheduled_s"] == pytest.approx(1.5) and d["first_token_s"] == pytest.approx(1.75)
+        assert d["finish_s"] == pytest.approx(1.75 + 3 * STEP_S)
+        assert a["finish_s"] == pytest.approx(20 * STEP_S) and a["max_token_gap_s"] == pytest.approx(STEP_S)
+    assert stepped.requests.equals(forwarded.requests)
+    assert stepped.summary["sim"]["steps"] == forwarded.summary["sim"]["steps"]

@@ -78,20 +78,37 @@ class ContinuousBatching(Policy):
 
     def schedule_around_held(self, state: SchedulerView, builder: StepBuilder, now_s: float) -> bool:
         """``schedule`` while the running batch is a held decode run (``builder.held``) whose
-        requests are not read: with chunked prefill its decodes go in as one aggregate and waiting
-        requests are admitted beside them; without, a step of whole prompts is tried first (the
-        batch waits) and the batch's decode step is the fallback, as in ``schedule``. False when
-        the step needs more (swapped requests, memory for the decodes only by preemption); the
-        engine then brings the batch up to date and calls ``schedule`` with this builder, which
-        holds nothing more than what was refused or rejected."""
+        requests are not read, perhaps followed by newcomers that started beside it: with chunked
+        prefill its decodes go in as one aggregate, then the newcomers' tokens, then waiting
+        requests are admitted; without, a step of whole prompts is tried first (the batch waits)
+        and the decode step of the aggregate and the newcomers is the fallback, as in
+        ``schedule``. False when the step needs more (swapped requests, memory for the decodes
+        only by preemption); the engine then brings the batch up to date and calls ``schedule``
+        with this builder, which holds nothing more than what was refused or rejected."""
         if not self._around_held or state.swapped:
             return False
         if self.chunked_prefill:
             if not builder.add_held_decodes():
                 return False
+            self._schedule_beside_held(builder)
             self._admit_waiting(state, builder, chunk=True)
             return True
-        return bool(self._admit_waiting(state, builder, chunk=False)) or builder.add_held_decodes()
+        if self._admit_waiting(state, builder, chunk=False):
+            return True
+        if not builder.add_held_decodes():
+            return False
+        self._schedule_beside_held(builder)
+        return True
+
+    def _schedule_beside_held(self, builder: StepBuilder) -> None:
+        """The newcomers after a held batch, as ``_schedule_running`` orders them (decodes first
+        when chunked); memory cannot refuse them (``add_held_decodes`` made sure), so a refused
+        one is skipped, as there."""
+        beside = builder.beside_held
+        ordered = _decodes_first(beside) if self.chunked_prefill else beside
+        refused = builder.add_running(ordered)
+        while refused < len(ordered):
+            refused = builder.add_running(ordered, refused + 1)
 
     def steady_decode(self, state: SchedulerView) -> bool:
         """After a decode-only step: will every waiting request that could go next keep being refused?"""

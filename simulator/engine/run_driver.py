@@ -121,8 +121,8 @@ class RunDriver:
         """The run that starts with ``plan``, when the plan is a decode of the whole batch and the
         policy says the next steps would repeat it (``steady_decode``); else None."""
         instance = self.instance
-        if not self.fast_forward or instance.queues.swapped:
-            return None
+        if not self.fast_forward or instance.queues.swapped or plan.held:
+            return None  # (a step around a held run counts in that run; the run resumes after it)
         if len(plan.entries) != len(instance.queues.running) or not plan_is_decode_only(plan):
             return None
         steady = getattr(instance.batch_policy, "steady_decode", None)

@@ -245,21 +245,30 @@ class StepBuilder:
 
     def add_held_decodes(self) -> bool:
         """Add one decode token of every request of the held batch (``held``), as ``add_running``
-        over the running batch would, without reading the requests; False (and no change) when
-        there is no held batch, it is not the whole running batch or not the step's first entry,
-        or a cap or KV refuses it.
+        over it would, without reading the requests; False (and no change) when there is no held
+        batch, it does not lead the running batch or this is not the step's first entry, or a cap
+        or KV refuses it.
+
+        Running requests after the held batch (``beside_held``: newcomers that joined the
+        running batch while the run was held) are the policy's to add, with ``add_running``;
+        this refuses unless memory suffices for all their pending tokens as well, so adding them
+        never needs a preemption (a held batch cannot be preempted: its counters stand behind).
 
         The batch's blocks for the step are reserved (the run driver gives them to the
         requests when it brings them up to date). The requests are not recorded as in the
         step for ``in_batch``: only preemption asks that, and a held batch is never preempted.
         """
         held = self.held
-        if held is None or self._entries or self._held or len(self.queues.running) != len(held.requests):
-            return False  # (running requests beside the held batch, newcomers, need the policy's own loop)
-        batch = len(held.requests)
-        if batch > self.tokens_left or batch > self.seqs_left or held.new_blocks > self.kv.free_blocks:
+        if held is None or self._entries or self._held or self.beside_held is None:
             return False
-        self.kv.reserve(held.new_blocks)
+        batch = len(held.requests)
+        if batch > self.tokens_left or batch > self.seqs_left:
+            return False
+        kv = self.kv
+        beside_blocks = sum(kv.extra_blocks_needed(r, r.prompt_tokens + r.generated_tokens) for r in self.beside_held)
+        if held.new_blocks + beside_blocks > kv.free_blocks:
+            return False
+        kv.reserve(held.new_blocks)
         self._held_entries = held.entries
         self.tokens_left -= batch
         self.seqs_left -= batch
@@ -271,6 +280,18 @@ class StepBuilder:
         self._decodes += batch
         self._held = batch
         return True
+
+    @property
+    def beside_held(self) -> list[Request] | None:
+        """The running requests after the held batch (newcomers), when the held batch leads the
+        running batch; None when there is no held batch or it does not lead it."""
+        held, running = self.held, self.queues.running
+        if held is None:
+            return None
+        members = len(held.requests)
+        if len(running) < members or (members and running[members - 1] is not held.requests[-1]):
+            return None
+        return running[members:]
 
     def preempt(self, request: Request) -> None:
         """Take a running request off the GPU: swap its KV out if possible, else drop it.
