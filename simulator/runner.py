@@ -173,7 +173,7 @@ class Simulation:
         """Run to completion (or the horizon) and condense the results."""
         config = self.experiment.config
         started = time.perf_counter()
-        self.cluster.start_arrivals(self.workload)
+        arrivals = self.cluster.start_arrivals(self.workload)
         if self.sampler is not None:
             self.sampler.start()
         until = self.cluster.done
@@ -181,6 +181,7 @@ class Simulation:
             until = self.env.any_of([self.cluster.done, self.env.timeout(config.sim.horizon_s)])
         with _naming_workload_errors(self.experiment.path), collections_for_a_run():
             self.env.run(until=until)  # the workload is read as the run goes
+            _raise_failure_at_the_end([arrivals, *(instance.process for instance in self.cluster.instances)])
         now = self.env.now
         for instance in self.cluster.instances:
             # Commits a fast-forward run's finished steps first; auto-scaled instances pay idle power
@@ -264,6 +265,19 @@ class Simulation:
                            prefix_hit_tokens=sum(columns["prefix_hit_tokens"]),
                            kv_transfer_bytes=self.network.bytes_delivered,
                            migrations=self.actions.migrator.completed)
+
+
+def _raise_failure_at_the_end(processes: list[simpy.Process]) -> None:
+    """Raise the error of a process that failed in the instant the run ended.
+
+    SimPy re-raises a process's error when its failure event is processed; when the last
+    request ended in the same step (an invariant check after the final commit, say), the run
+    stops on ``done`` first and that event never is: the error would be lost.
+    """
+    for process in processes:
+        if process.triggered and not process.ok:
+            process.defused = True
+            raise process.value
 
 
 @contextmanager

@@ -220,3 +220,17 @@ def test_time_going_backwards_is_caught(tmp_path: Path) -> None:
     instance.check_invariants(5.0)
     with pytest.raises(SimulationError, match="time went backwards"):
         instance.check_invariants(4.0)
+
+
+def test_an_error_in_the_step_that_ends_the_run_is_not_lost(tmp_path: Path) -> None:
+    """The last request's completion ends the run in the same instant; an error raised after it
+    in that commit (an invariant check, say) must still reach the caller."""
+    # All arrive at once, so the instance is first out of work when the last request ends.
+    experiment = build_experiment(tmp_path, workload=trace_workload(tmp_path, [(0.0, 50, 5 + k) for k in range(4)]))
+
+    def fail_when_done(instance, record) -> None:
+        if not instance.queues.has_work():
+            raise SimulationError("raised after the last completion")
+
+    with commit_hooks(after=fail_when_done), pytest.raises(SimulationError, match="after the last completion"):
+        run_experiment(experiment)
