@@ -162,7 +162,8 @@ class RunDriver:
         if steps == run.length and self._may_continue():
             self._continue(run)
             return
-        if steps < run.length and self._may_hold(run):
+        # A cut in the segment's last step (where requests finish) holds the run as well.
+        if (steps < run.length or self.cut_steps) and self._may_hold(run):
             self._hold(run, steps)
             return
         finished = commit_run(run, steps, instance.kv, instance.gap_histogram)
@@ -189,9 +190,10 @@ class RunDriver:
 
     def _hold(self, run: DecodeRun, steps: int) -> None:
         """Commit the first ``steps`` steps of a run cut short without visiting its requests:
-        the blocks those steps implied are reserved, their gaps logged, and the run held; the
-        steps planned around it (``step_held``) go on counting in it until it resumes as a new
-        segment (``unplanned``) or its requests are brought up to date (``release_held``)."""
+        the blocks those steps implied are reserved, their gaps logged, and the run held (the
+        requests that finish at its last step, when the cut came in the segment's last, leave
+        it); the steps planned around it (``step_held``) go on counting in it until it resumes as
+        a new segment (``unplanned``) or its requests are brought up to date (``release_held``)."""
         instance = self.instance
         self._reserve_implied(run, steps)
         close_segment(run, steps, instance.gap_histogram)
@@ -199,8 +201,9 @@ class RunDriver:
         # The run's own lists are no longer a segment's: requests finishing in held steps leave them.
         run.requests, run.per_offset = list(run.requests), run.per_offset.copy()
         self.held = Held(run, steps, end)
+        finished = self._finish_held(end)
         # The requests stand behind while the run is held: invariants are checked when they are brought up.
-        instance.steps_committed(run.plan, steps, [], end, check=False)
+        instance.steps_committed(run.plan, steps, finished, end, check=False)
 
     def held_decodes(self) -> HeldDecodes | None:
         """The held batch's next decode step, for the step builder; None when no run is held."""
@@ -225,14 +228,19 @@ class RunDriver:
         self.instance.gap_histogram.add_repeated(gap, len(run.requests))
         held.extra += 1
         held.last_end_s = end
-        total = held.steps_done
+        return self._finish_held(end)
+
+    def _finish_held(self, end: float) -> list[Request]:
+        """Bring the held run's requests that have finished by its last step (ended at ``end``) up
+        to date and take them out of it; returns them in plan order."""
+        held = self.held
+        run, total = held.run, held.steps_done
         if run.next_finish > total:
             return []
+        instance = self.instance
         finishing, survivors, fewest = split_finishing(run, total)
-        finished, _ = advance(finishing, run, held.steps, self.instance.kv, self.instance.gap_histogram,
-                              held.extra, end)
-        run.kv_read_start = shift_frame(run.per_offset, run.kv_read_start, finished, total,
-                                        self.instance.kv.block_size, -1)
+        finished, _ = advance(finishing, run, held.steps, instance.kv, instance.gap_histogram, held.extra, end)
+        run.kv_read_start = shift_frame(run.per_offset, run.kv_read_start, finished, total, instance.kv.block_size, -1)
         run.requests, run.next_finish = survivors, fewest
         held.entries = None  # the next held step's entries are the survivors'
         self._members = None
