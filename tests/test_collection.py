@@ -50,14 +50,15 @@ def test_a_run_gives_the_same_results_with_the_collector_off(tmp_path):
 
 
 def test_what_the_caller_froze_stays_frozen():
+    # (Frozen objects that die leave the count, so only "still frozen" is exact: an unfreeze
+    # would empty it.)
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
         with collections_for_a_run():
             with collections_for_a_run():  # nested, as a run inside a run's callback would
                 pass
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
 
