@@ -95,8 +95,8 @@ def test_gap_buffer_counts_every_gap_and_flushes_in_batches(monkeypatch) -> None
     direct, buffered = LogHistogram(), LogHistogram()
     buffer = gap_buffer.GapBuffer(buffered)
     flushes = []
-    original = buffer._flush_arrays
-    monkeypatch.setattr(buffer, "_flush_arrays", lambda: (flushes.append(len(buffer._each_counts)), original()))
+    original = buffer._flush_each
+    monkeypatch.setattr(buffer, "_flush_each", lambda: (flushes.append(len(buffer._each_counts)), original()))
     rng = np.random.default_rng(6)
     for _ in range(12):
         values, count = rng.uniform(0.001, 0.1, size=3), int(rng.integers(1, 5))

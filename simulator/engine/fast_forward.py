@@ -61,7 +61,7 @@ class DecodeRun:
     """
 
     __slots__ = ("plan", "requests", "start_s", "length", "durations_s", "ends_s", "flops", "hbm_bytes",
-                 "blocks_added", "offset", "per_offset", "kv_read_start", "next_finish", "first_end_s",
+                 "blocks_added", "offset", "per_offset", "kv_read_start", "first_end_s",
                  "prev_end_s", "gaps", "joiners", "joined", "finishes", "released_blocks")
 
     def __init__(self, plan: StepPlan, requests: list[Request], start_s: float, length: int,
@@ -81,11 +81,9 @@ class DecodeRun:
         # run's first step, the end of the run's step before this segment.
         self.offset = 0
         # The batch's block offsets and KV read (sum of computed + 1) as of the run's start, for
-        # the segment that may follow (set by whoever builds the segment); the run's step at
-        # which its first request finishes (counted from the run's start).
+        # the segment that may follow (set by whoever builds the segment).
         self.per_offset: list[int] = []
         self.kv_read_start = 0
-        self.next_finish = 0
         self.first_end_s: float | None = None
         self.prev_end_s: float | None = None
         # Shared by the segments of a run: the gaps of its steps after each request's first, and
@@ -99,6 +97,11 @@ class DecodeRun:
         # Implied blocks the cache holds already (reserved at the segment's end, while its finished
         # requests are released): kv_used_blocks must not count them twice.
         self.released_blocks = 0
+
+    @property
+    def next_finish(self) -> int:
+        """The run's step, counted from its start, at which its next request finishes."""
+        return self.finishes.first
 
     def steps_started_by(self, now: float) -> int:
         """How many steps of the run have started at time ``now`` (at least the first)."""
@@ -135,8 +138,8 @@ class RunLedger:
         self._durations: list[float] = []
         self._flops: list[float] = []
         self._hbm_bytes: list[float] = []
-        self._added: list[int] = []  # blocks the run's step implied beyond its first step's use
-        self._used: list[int] = []  # KV in use at each commit's first step, and its step count
+        self._added: list[int] = []  # blocks each step implied beyond its commit's first step's use
+        self._used: list[int] = []  # per commit: KV in use at its first step, and its steps
         self._steps: list[int] = []
 
     def add(self, run: DecodeRun, steps: int, used_blocks: int) -> None:
@@ -226,7 +229,7 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
         return None
     durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
     run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, _cut(added, length))
-    run.per_offset, run.kv_read_start, run.next_finish = per_offset, plan.shape.kv_read_tokens, fewest
+    run.per_offset, run.kv_read_start = per_offset, plan.shape.kv_read_tokens
     run.finishes.add(requests, 0)
     return run
 
@@ -264,7 +267,7 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
     plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
     durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
     run = DecodeRun(plan, list(requests), start_s, length, durations, flops, hbm_bytes, _cut(added, length))
-    run.per_offset, run.kv_read_start, run.next_finish = per_offset, kv_read, fewest
+    run.per_offset, run.kv_read_start = per_offset, kv_read
     run.finishes.add(requests, 0)
     return run
 
@@ -307,7 +310,7 @@ def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[li
     return durations.tolist(), *(work.tolist() if work.ndim else float(work) for work in (flops, hbm_bytes))
 
 
-def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request], fewest: int,
+def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request],
                  kv: KVCache, cost_model, *, first_step: int | None = None, start_s: float | None = None,
                  prev_end_s: float | None = None, joining: list[Request] = ()) -> DecodeRun | None:
     """The segment that continues ``run`` with ``survivors`` after ``finished`` left, or None.
@@ -318,9 +321,10 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     in the run, where its counters still stand. ``joining``: requests, up to date and decoding,
     that join the run here (after steps planned around it: ``start_s`` and ``prev_end_s`` are
     then when the segment starts and when the run's last step ended). The segment lasts until
-    the next request finishes (``fewest``: that step, counted from the run's start), memory runs
-    out or the run reaches ``MAX_RUN_STEPS`` in all.
+    the next request finishes (the run's ``next_finish``, or a joiner's finish if sooner), memory
+    runs out or the run reaches ``MAX_RUN_STEPS`` in all.
     """
+    fewest = run.next_finish
     if first_step is None:
         first_step = run.offset + run.length
     if start_s is None:
@@ -351,7 +355,6 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
     segment = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, _cut(added, length))
     segment.offset, segment.per_offset, segment.kv_read_start = first_step, per_offset, kv_read
-    segment.next_finish = fewest
     segment.first_end_s = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
     segment.prev_end_s = prev_end_s
     segment.gaps, segment.finishes = run.gaps, run.finishes

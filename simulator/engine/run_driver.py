@@ -238,10 +238,10 @@ class RunDriver:
         if run.next_finish > total:
             return []
         instance = self.instance
-        finishing, survivors, fewest = split_finishing(run, total)
+        finishing, survivors = split_finishing(run, total)
         finished, _ = advance(finishing, run, held.steps, instance.kv, instance.gap_histogram, held.extra, end)
         run.kv_read_start = shift_frame(run.per_offset, run.kv_read_start, finished, total, instance.kv.block_size, -1)
-        run.requests, run.next_finish = survivors, fewest
+        run.requests = survivors
         held.entries = None  # the next held step's entries are the survivors'
         self._members = None
         if not survivors:
@@ -264,7 +264,7 @@ class RunDriver:
         limits = self.instance.setup.limits
         if joining is not None and members + len(joining) <= min(limits.max_num_seqs, limits.max_batched_tokens):
             instance = self.instance
-            segment = next_segment(run, [], run.requests, run.next_finish, instance.kv, instance.cost_model,
+            segment = next_segment(run, [], run.requests, instance.kv, instance.cost_model,
                                    first_step=held.steps_done, start_s=self.env.now, prev_end_s=held.last_end_s,
                                    joining=joining)
         if segment is None:
@@ -313,7 +313,7 @@ class RunDriver:
         """
         instance = self.instance
         kv, histogram = instance.kv, instance.gap_histogram
-        finishing, survivors, fewest = split_finishing(run)
+        finishing, survivors = split_finishing(run)
         end = float(run.ends_s[-1])
         self._reserve_implied(run, run.length)
         close_segment(run, run.length, histogram)
@@ -323,7 +323,7 @@ class RunDriver:
         instance.steps_committed(run.plan, run.length, finished, end, check=False)
         segment = None
         if finished and survivors and self._may_continue():
-            segment = next_segment(run, finished, survivors, fewest, kv, instance.cost_model)
+            segment = next_segment(run, finished, survivors, kv, instance.cost_model)
         self.current = segment
         if segment is None:
             # The run ends here: bring the survivors up to date (their gaps are counted above).

@@ -13,7 +13,6 @@ from bisect import bisect_left
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING
 
-
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.request import Request
 
@@ -139,20 +138,19 @@ def advance(requests: list[Request], run: DecodeRun, steps: int, kv: KVCache, ga
     return finished, allocated
 
 
-def split_finishing(run: DecodeRun, total: int | None = None) -> tuple[list[Request], list[Request], int]:
+def split_finishing(run: DecodeRun, total: int | None = None) -> tuple[list[Request], list[Request]]:
     """The requests of ``run`` that have finished by its step ``total`` (default: the segment's
-    last), those that go on (plan order), and the step, counted from the run's start, at which
-    the first of those finishes."""
+    last) and those that go on, both in plan order; the finishers leave ``run.finishes``."""
     if total is None:
         total = run.offset + run.length
     finishing = run.finishes.pop_until(total)
     if 8 * len(finishing) > len(run.requests):  # many at once: one pass
         leaving = {id(request) for request in finishing}
-        return finishing, [r for r in run.requests if id(r) not in leaving], run.finishes.first
+        return finishing, [r for r in run.requests if id(r) not in leaving]
     going_on = list(run.requests)
     for request in finishing:
         going_on.remove(request)  # identity, in C: the batch is not visited in Python
-    return finishing, going_on, run.finishes.first
+    return finishing, going_on
 
 
 class FinishOrder:

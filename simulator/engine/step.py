@@ -258,14 +258,14 @@ class StepBuilder:
         requests when it brings them up to date). The requests are not recorded as in the
         step for ``in_batch``: only preemption asks that, and a held batch is never preempted.
         """
-        held = self.held
-        if held is None or self._entries or self._held or self.beside_held is None:
+        held, beside = self.held, self.beside_held
+        if held is None or self._entries or self._held or beside is None:
             return False
         batch = len(held.requests)
         if batch > self.tokens_left or batch > self.seqs_left:
             return False
         kv = self.kv
-        beside_blocks = sum(kv.extra_blocks_needed(r, r.prompt_tokens + r.generated_tokens) for r in self.beside_held)
+        beside_blocks = sum(kv.extra_blocks_needed(r, r.prompt_tokens + r.generated_tokens) for r in beside)
         if held.new_blocks + beside_blocks > kv.free_blocks:
             return False
         kv.reserve(held.new_blocks)

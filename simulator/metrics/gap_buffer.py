@@ -21,10 +21,10 @@ class GapBuffer:
     def __init__(self, histogram: LogHistogram) -> None:
         self.histogram = histogram
         self._values: list[float] = []
-        self._each_values: list[float] = []  # values added with a repeat count, flat
-        self._each_counts: list[int] = []  # each group's count, and its number of values
+        # Values added with a repeat count, flat; per group added, its count and its number of values.
+        self._each_values: list[float] = []
+        self._each_counts: list[int] = []
         self._each_sizes: list[int] = []
-        self._repeated: list[tuple[float, int]] = []
 
     def add(self, value: float) -> None:
         self._values.append(value)
@@ -39,9 +39,7 @@ class GapBuffer:
 
     def add_repeated(self, value: float, count: int) -> None:
         """``value`` occurs ``count`` times (one step's gap, shared by a batch)."""
-        self._repeated.append((value, count))
-        if len(self._repeated) >= FLUSH_AT:
-            self._flush_repeated()
+        self.add_repeated_each((value,), count)
 
     def add_repeated_each(self, values, count: int) -> None:
         """Every value of ``values`` (a sequence of floats) occurs ``count`` times (a decode run's step gaps)."""
@@ -49,12 +47,11 @@ class GapBuffer:
         self._each_counts.append(count)
         self._each_sizes.append(len(values))
         if len(self._each_values) >= FLUSH_AT:
-            self._flush_arrays()
+            self._flush_each()
 
     def flush(self) -> LogHistogram:
         self._flush_values()
-        self._flush_arrays()
-        self._flush_repeated()
+        self._flush_each()
         return self.histogram
 
     def _flush_values(self) -> None:
@@ -62,15 +59,9 @@ class GapBuffer:
             self.histogram.add_many(np.asarray(self._values, dtype=np.float64))
             self._values = []
 
-    def _flush_arrays(self) -> None:
+    def _flush_each(self) -> None:
         if self._each_values:
             values = np.array(self._each_values, dtype=np.float64)
             counts = np.repeat(np.array(self._each_counts, dtype=np.int64), self._each_sizes)
             self.histogram.add_many(values, counts)
             self._each_values, self._each_counts, self._each_sizes = [], [], []
-
-    def _flush_repeated(self) -> None:
-        if self._repeated:
-            values, counts = zip(*self._repeated)
-            self.histogram.add_many(np.asarray(values, dtype=np.float64), np.asarray(counts, dtype=np.int64))
-            self._repeated = []
