@@ -6,9 +6,11 @@ a request finishes or KV memory runs out. Step ``j`` of such a run differs
 from the first only in context lengths, which grow by one token per request
 per step, so all the steps' shapes - and through the cost model their
 durations, FLOPs and bytes - are computed at once (as arrays, in the cost
-model's memo) and read as Python lists: a run is waited out a few steps at a
-time, where slices, ``bisect`` and builtins cost a fraction of numpy's calls.
-The instance then waits once, and commits the run in one pass over the batch.
+model's memo). The durations are read as a Python list: a run is waited out a
+few steps at a time, where slices, ``bisect`` and builtins cost a fraction of
+numpy's calls; the work stays an array, which the run's ledger sums with many
+other runs'. The instance then waits once, and commits the run in one pass
+over the batch.
 
 Results equal step-by-step mode: the same durations (the cost model does the
 same float operations on arrays), step ends accumulated in the same order,
@@ -54,18 +56,20 @@ class DecodeRun:
     Attributes:
         requests: the batch, in plan order.
         durations_s, ends_s: per-step durations and end times.
-        flops, hbm_bytes: per-step work (lists, or one number for every step).
+        work: per-step durations, FLOPs and HBM bytes as the rows of a 3 x ``length`` array
+            (for the run's ledger: durations are read from the list).
         blocks_added: blocks allocated by the start of step ``j`` beyond those the cache holds
             (for a later segment, beyond those reserved for the run's earlier steps).
         offset: steps of the run before this segment (0 for its first).
     """
 
-    __slots__ = ("plan", "requests", "start_s", "length", "durations_s", "ends_s", "flops", "hbm_bytes",
+    __slots__ = ("plan", "requests", "start_s", "length", "durations_s", "ends_s", "work",
                  "blocks_added", "offset", "per_offset", "kv_read_start", "first_end_s",
                  "prev_end_s", "gaps", "joiners", "joined", "finishes", "released_blocks")
 
     def __init__(self, plan: StepPlan, requests: list[Request], start_s: float, length: int,
-                 durations_s: list[float], flops: Any, hbm_bytes: Any, blocks_added: list[int]) -> None:
+                 durations_s: list[float], work: np.ndarray, blocks_added: list[int],
+                 continues: DecodeRun | None = None) -> None:
         self.plan = plan
         self.requests = requests
         self.start_s = start_s
@@ -75,7 +79,7 @@ class DecodeRun:
         ends = list(accumulate(durations_s, initial=start_s))
         del ends[0]
         self.ends_s = ends
-        self.flops, self.hbm_bytes = flops, hbm_bytes
+        self.work = work
         self.blocks_added = blocks_added
         # A later segment of a run (see next_segment): the run's steps before it, the end of the
         # run's first step, the end of the run's step before this segment.
@@ -84,16 +88,21 @@ class DecodeRun:
         # the segment that may follow (set by whoever builds the segment).
         self.per_offset: list[int] = []
         self.kv_read_start = 0
-        self.first_end_s: float | None = None
         self.prev_end_s: float | None = None
-        # Shared by the segments of a run: the gaps of its steps after each request's first, and
-        # the requests that joined it after its start (id -> their join step, their position in
-        # ``gaps``, the end of their first step); the joiners of this segment, counted.
-        self.gaps = GapMaxima()
-        self.joiners: dict[int, tuple[int, int, float]] = {}
-        self.joined = 0
-        # Shared too: when each request in the run finishes (see FinishOrder).
-        self.finishes = FinishOrder()
+        self.joined = 0  # the requests that joined the run at this segment, counted
+        # Shared by the segments of a run (``continues``: the run's segment before this one): the
+        # end of its first step; the gaps of its steps after each request's first; the requests
+        # that joined it after its start (id -> their join step, their position in ``gaps``, the
+        # end of their first step); when each request in it finishes (see FinishOrder).
+        if continues is None:
+            self.first_end_s: float | None = None
+            self.gaps = GapMaxima()
+            self.joiners: dict[int, tuple[int, int, float]] = {}
+            self.finishes = FinishOrder()
+        else:
+            first_end = continues.first_end_s
+            self.first_end_s = continues.ends_s[0] if first_end is None else first_end
+            self.gaps, self.joiners, self.finishes = continues.gaps, continues.joiners, continues.finishes
         # Implied blocks the cache holds already (reserved at the segment's end, while its finished
         # requests are released): kv_used_blocks must not count them twice.
         self.released_blocks = 0
@@ -119,9 +128,10 @@ class RunLedger:
     """Busy time, FLOPs, HBM bytes, energy and KV use of committed decode-run steps, summed in batches.
 
     Nothing reads these totals before the end of a simulation, and numpy's
-    cost per call, not per element, dominates for runs of a few steps; so
-    commits extend plain lists with their steps, and ``flush`` evaluates the
-    power model and the sums over many runs' steps at once.
+    cost per call, not per element, dominates for runs of a few steps; so a
+    commit notes its run's work array (mostly a view of the cost model's memo)
+    and steps, and ``flush`` joins many runs' steps and evaluates the power
+    model and the sums over them at once.
 
     Args:
         stats: the instance's totals (``busy_s``, ``flops``, ``hbm_bytes``, ``energy_j``,
@@ -135,34 +145,29 @@ class RunLedger:
 
     def __init__(self, stats, energy_j: EnergyFn, total_blocks: int) -> None:
         self.stats, self.energy_j, self.total_blocks = stats, energy_j, total_blocks
-        self._durations: list[float] = []
-        self._flops: list[float] = []
-        self._hbm_bytes: list[float] = []
+        self._work: list[tuple[np.ndarray, int]] = []  # per commit: its run's work, its steps
         self._added: list[int] = []  # blocks each step implied beyond its commit's first step's use
-        self._used: list[int] = []  # per commit: KV in use at its first step, and its steps
-        self._steps: list[int] = []
+        self._used: list[int] = []  # per commit: KV in use at its first step
+        self._steps: list[int] = []  # per commit: its steps
+        self._pending = 0
 
     def add(self, run: DecodeRun, steps: int, used_blocks: int) -> None:
         """Account the first ``steps`` steps of ``run``; ``used_blocks``: KV in use at its first step."""
-        flops, hbm_bytes = run.flops, run.hbm_bytes
-        self._durations.extend(run.durations_s[:steps])
-        # FLOPs and bytes are lists, or one number for every step.
-        self._flops.extend(flops[:steps] if isinstance(flops, list) else [flops] * steps)
-        self._hbm_bytes.extend(hbm_bytes[:steps] if isinstance(hbm_bytes, list) else [hbm_bytes] * steps)
+        self._work.append((run.work, steps))
         self._added.extend(run.blocks_added[:steps])
         self._used.append(used_blocks)
         self._steps.append(steps)
-        if len(self._durations) >= self.FLUSH_AT:
+        self._pending += steps
+        if self._pending >= self.FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
         """Add what was accounted since the last flush to the totals."""
-        if not self._durations:
+        if not self._work:
             return
-        durations, flops, hbm_bytes = (np.array(column, dtype=np.float64)
-                                       for column in (self._durations, self._flops, self._hbm_bytes))
+        durations, flops, hbm_bytes = np.concatenate([work[:, :steps] for work, steps in self._work], axis=1)
         used = (np.repeat(self._used, self._steps) + np.array(self._added, dtype=np.int64)) / self.total_blocks
-        self._durations, self._flops, self._hbm_bytes, self._added, self._used, self._steps = [], [], [], [], [], []
+        self._work, self._added, self._used, self._steps, self._pending = [], [], [], [], 0
         stats = self.stats
         stats.busy_s += float(durations.sum())
         stats.flops += float(flops.sum())
@@ -227,8 +232,8 @@ def build_run(plan: StepPlan, start_s: float, kv: KVCache, cost_model, max_steps
     length = steps_that_fit(added, kv.free_blocks)
     if length < 2:
         return None
-    durations, flops, hbm_bytes = run_costs(plan.shape, len(requests), length, cost_model)
-    run = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, _cut(added, length))
+    durations, work = run_costs(plan.shape, len(requests), length, cost_model)
+    run = DecodeRun(plan, requests, start_s, length, durations, work, _cut(added, length))
     run.per_offset, run.kv_read_start = per_offset, plan.shape.kv_read_tokens
     run.finishes.add(requests, 0)
     return run
@@ -265,8 +270,8 @@ def unplanned_run(requests: list[Request], start_s: float, kv: KVCache, cost_mod
         return None  # the first step needs a block that is not free: the policy preempts
     shape = StepShape(batch, batch, batch, float(kv_read), kv_read)
     plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
-    durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
-    run = DecodeRun(plan, list(requests), start_s, length, durations, flops, hbm_bytes, _cut(added, length))
+    durations, work = run_costs(shape, batch, length, cost_model)
+    run = DecodeRun(plan, list(requests), start_s, length, durations, work, _cut(added, length))
     run.per_offset, run.kv_read_start = per_offset, kv_read
     run.finishes.add(requests, 0)
     return run
@@ -289,8 +294,9 @@ def shift_frame(per_offset: list[int], kv_read: int, requests, step: int, block:
     return kv_read
 
 
-def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[list[float], Any, Any]:
-    """Durations, FLOPs and HBM bytes of ``length`` decode steps that start with ``shape``.
+def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[list[float], np.ndarray]:
+    """Durations (a list) and durations, FLOPs and HBM bytes (the rows of a 3 x ``length``
+    array) of ``length`` decode steps that start with ``shape``.
 
     Context grows by one token per request per step, so attention pairs and
     KV reads grow by ``batch`` per step; token, sequence and sample counts stay
@@ -299,15 +305,16 @@ def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[li
     """
     fused = getattr(cost_model, "decode_run", None)
     if fused is not None:
-        return fused(batch, shape.attention_pairs, shape.kv_read_tokens, length)
+        work = fused(batch, shape.attention_pairs, shape.kv_read_tokens, length)
+        return work[0].tolist(), work
     growth = batch * np.arange(length, dtype=np.float64)
     pairs = shape.attention_pairs + growth
     kv_read = shape.kv_read_tokens + growth
     shapes = StepShape(batch, batch, batch, pairs, kv_read)
     # A cost model may answer a scalar when nothing in it depends on context length.
-    durations = np.broadcast_to(np.asarray(cost_model.step_time_s(shapes), dtype=np.float64), (length,))
-    flops, hbm_bytes = (np.asarray(work, dtype=np.float64) for work in cost_model.work(shapes))
-    return durations.tolist(), *(work.tolist() if work.ndim else float(work) for work in (flops, hbm_bytes))
+    columns = (cost_model.step_time_s(shapes), *cost_model.work(shapes))
+    work = np.array([np.broadcast_to(np.asarray(column, dtype=np.float64), (length,)) for column in columns])
+    return work[0].tolist(), work
 
 
 def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request],
@@ -332,7 +339,6 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     block = kv.block_size
     per_offset = run.per_offset.copy()
     kv_read = shift_frame(per_offset, run.kv_read_start, finished, first_step, block, -1)
-    joiners = run.joiners  # shared by the run's segments: an ended segment is not read again
     if joining:
         kv_read = shift_frame(per_offset, kv_read, joining, first_step, block, +1)
         for request in joining:
@@ -352,18 +358,16 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     context = kv_read + batch * first_step
     shape = StepShape(batch, batch, batch, float(context), context)
     plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
-    durations, flops, hbm_bytes = run_costs(shape, batch, length, cost_model)
-    segment = DecodeRun(plan, requests, start_s, length, durations, flops, hbm_bytes, _cut(added, length))
+    durations, work = run_costs(shape, batch, length, cost_model)
+    segment = DecodeRun(plan, requests, start_s, length, durations, work, _cut(added, length), continues=run)
     segment.offset, segment.per_offset, segment.kv_read_start = first_step, per_offset, kv_read
-    segment.first_end_s = float(run.ends_s[0]) if run.first_end_s is None else run.first_end_s
     segment.prev_end_s = prev_end_s
-    segment.gaps, segment.finishes = run.gaps, run.finishes
     if joining:
         run.finishes.add(joining, first_step)
         # A joiner's gaps after its first step start after this segment's first-step entry.
         position, first_end = run.gaps.count + 1, float(segment.ends_s[0])
+        joiners = run.joiners  # shared by the run's segments: an ended segment is not read again
         for request in joining:
             joiners[request.id] = (first_step, position, first_end)
         segment.joined = len(joining)
-    segment.joiners = joiners
     return segment

@@ -354,9 +354,7 @@ class RunDriver:
         instance.kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests
                               if request.status is RequestStatus.RUNNING])
         start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])
-        flops, hbm_bytes = (float(work[steps]) if isinstance(work, list) else float(work)
-                            for work in (run.flops, run.hbm_bytes))  # a list, or one value for all steps
-        return start, float(run.durations_s[steps]), flops, hbm_bytes
+        return start, float(run.durations_s[steps]), float(run.work[1, steps]), float(run.work[2, steps])
 
 
 class Held:

@@ -156,33 +156,30 @@ class InstanceCostModel:
         attention_flops, attention_bytes = self.roofline.attention_work(shape)
         return flops + attention_flops, hbm + attention_bytes
 
-    def decode_run(self, batch: int, attention_pairs: float, kv_read_tokens: float,
-                   length: int) -> tuple[list[float], list[float], list[float]]:
-        """Durations, FLOPs and HBM bytes of ``length`` decode steps of ``batch`` sequences.
+    def decode_run(self, batch: int, attention_pairs: float, kv_read_tokens: float, length: int) -> np.ndarray:
+        """Durations, FLOPs and HBM bytes (rows of a 3 x ``length`` array) of ``length`` decode
+        steps of ``batch`` sequences.
 
         The first step has ``attention_pairs`` and ``kv_read_tokens``; each later
         step adds one token of context per sequence, so both grow by ``batch``.
-        Python lists: a run's steps are read a few at a time, where a list's
-        slices and builtins cost a fraction of numpy's per-call overhead.
+        Mostly a strided view of a memoised block (read-only): a run reads its
+        durations as a list, and its ledger sums the rows of many runs at once.
         """
         if attention_pairs == kv_read_tokens and float(attention_pairs).is_integer():
             first, size = int(attention_pairs), self.DECODE_BLOCK
             last = first + batch * (length - 1)
             block = first // size
             if last // size == block:
-                rows = self._decode_block(batch, block)[:, first - block * size:last - block * size + 1:batch]
-                durations, flops, hbm = rows.tolist()
-                return durations, flops, hbm
+                return self._decode_block(batch, block)[:, first - block * size:last - block * size + 1:batch]
             if last // size == block + 1:  # the run crosses into the next block
                 # The first step in the next block: the first context at or beyond its start.
                 split = first + -(-((block + 1) * size - first) // batch) * batch
-                head = self._decode_block(batch, block)[:, first - block * size::batch].tolist()
+                head = self._decode_block(batch, block)[:, first - block * size::batch]
                 tail = self._decode_block(batch, block + 1)[
-                    :, split - (block + 1) * size:last - (block + 1) * size + 1:batch].tolist()
-                return head[0] + tail[0], head[1] + tail[1], head[2] + tail[2]
+                    :, split - (block + 1) * size:last - (block + 1) * size + 1:batch]
+                return np.concatenate((head, tail), axis=1)
         growth = batch * np.arange(length, dtype=np.float64)
-        durations, flops, hbm = self._decode_steps(batch, attention_pairs + growth, kv_read_tokens + growth)
-        return durations.tolist(), flops.tolist(), hbm.tolist()
+        return np.array(self._decode_steps(batch, attention_pairs + growth, kv_read_tokens + growth))
 
     def _decode_block(self, batch: int, block: int) -> np.ndarray:
         """Durations, FLOPs and bytes (rows) of decode steps of ``batch`` sequences whose
