@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.special import gammaln
 
 from workloads.config_generators import GammaArrivals, OnOffArrivals, PoissonArrivals, WeibullArrivals
 
@@ -40,6 +38,9 @@ class RenewalArrivals:
 
 def weibull_shape(cv: float) -> float:
     """The Weibull shape ``k`` whose gaps have coefficient of variation ``cv``."""
+    from scipy.optimize import brentq  # here, not at the top: scipy's import is a fifth of start-up
+    from scipy.special import gammaln
+
     def excess(log_k: float) -> float:
         k = math.exp(log_k)
         return 0.5 * math.log(math.expm1(gammaln(1 + 2 / k) - 2 * gammaln(1 + 1 / k))) - math.log(cv)
@@ -48,6 +49,8 @@ def weibull_shape(cv: float) -> float:
 
 
 def _weibull_gaps(config: WeibullArrivals):
+    from scipy.special import gammaln  # (see weibull_shape)
+
     k = config.shape if config.shape is not None else weibull_shape(config.cv)
     scale = 1.0 / (config.rate_per_s * math.exp(gammaln(1 + 1 / k)))
     return lambda rng, n: scale * rng.weibull(k, n)

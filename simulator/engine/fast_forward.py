@@ -131,7 +131,8 @@ class RunLedger:
     cost per call, not per element, dominates for runs of a few steps; so a
     commit notes its run's work array (mostly a view of the cost model's memo)
     and steps, and ``flush`` joins many runs' steps and evaluates the power
-    model and the sums over them at once.
+    model and the sums over them at once. (A view keeps its memo block alive
+    until then, should the memo drop it: at most a few hundred blocks.)
 
     Args:
         stats: the instance's totals (``busy_s``, ``flops``, ``hbm_bytes``, ``energy_j``,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 
 from simulator.engine.request import Request, RequestStatus
+from simulator.errors import SimulationError
 
 
 class InstanceQueues:
@@ -70,10 +71,17 @@ class InstanceQueues:
         are all of its requests no longer RUNNING (every other way out of RUNNING leaves the list)."""
         running = self.running
         if 8 * len(finished) <= len(running):
-            for request in finished:
-                running.remove(request)  # identity, in C: cheaper than a pass in Python for a few
-        else:
-            self.running = [r for r in running if r.status is RequestStatus.RUNNING]
+            try:
+                for request in finished:
+                    running.remove(request)  # identity, in C: cheaper than a pass in Python for a few
+            except ValueError:
+                raise SimulationError(f"request {request.id} finished but was not in the running batch") from None
+            return
+        kept = [r for r in running if r.status is RequestStatus.RUNNING]
+        if len(kept) != len(running) - len(finished):
+            raise SimulationError(f"{len(finished)} requests finished but {len(running) - len(kept)} of the "
+                                  f"running batch are no longer running")
+        self.running = kept
 
     def drop_waiting(self, request: Request) -> None:
         """Take a waiting request out for good (rejected)."""
