@@ -46,3 +46,19 @@ def test_scale_benchmark_writes_the_documented_row(tmp_path):
 def test_unknown_case_is_a_usage_error():
     done = run_script("scale.py", "--cases", "10k,huge")
     assert done.returncode == 2 and "unknown case(s) huge" in done.stderr
+
+
+def test_repeats_report_the_median_run_and_the_spread(tmp_path):
+    out = tmp_path / "vidur.json"
+    done = run_script("vidur_equivalent.py", "--cases", "1k", "--repeats", "2", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(out.read_text())
+    assert SIMULATION_KEYS <= row.keys() and row["repeats"] == 2
+    assert row["min_s"] <= row["wall_s"] <= row["max_s"]
+    assert row["wall_s"] == row["min_s"]  # of two runs, the median reported is the lower one
+    assert "median of 2" in done.stdout
+
+
+def test_zero_repeats_is_a_usage_error():
+    done = run_script("scale.py", "--cases", "10k", "--repeats", "0")
+    assert done.returncode == 2 and "--repeats must be at least 1" in done.stderr

@@ -1,9 +1,11 @@
 """Shared benchmark harness: run cases in fresh processes and report speed and memory.
 
 Each case is an experiment mapping; it runs in its own spawned process so its
-peak RSS is its own. Prints one line per case and optionally writes a JSON list
-of ``{"benchmark", "case", "requests", "wall_s", "requests_per_wall_s",
-"cpu_s", "requests_per_cpu_s", "steps_per_s", "peak_rss_mb"}``. CPU seconds
+peak RSS is its own (``--repeats N``: N times, reporting the median run, the
+lower middle one for an even N, with the fastest and slowest). Prints
+one line per case and optionally writes a JSON list of ``{"benchmark", "case",
+"requests", "wall_s", "requests_per_wall_s", "cpu_s", "requests_per_cpu_s",
+"steps_per_s", "peak_rss_mb", "repeats", "min_s", "max_s"}``. CPU seconds
 are the process's own, so they stay comparable when other jobs share the
 machine (wall time then grows, CPU time barely).
 """
@@ -14,6 +16,7 @@ import argparse
 import json
 import multiprocessing
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -57,31 +60,47 @@ def _child(experiment: dict[str, Any], queue) -> None:
                "completed": result.summary["requests"]["completed"]})
 
 
-def run_case(benchmark: str, case: str, experiment: dict[str, Any]) -> dict[str, Any]:
+def _run_once(experiment: dict[str, Any]) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(experiment, queue))
     process.start()
     out = queue.get()
     process.join()
+    return out
+
+
+def run_case(benchmark: str, case: str, experiment: dict[str, Any], repeats: int = 1) -> dict[str, Any]:
+    """Run one case ``repeats`` times, each in a fresh process; the row has the median run's
+    times (and the fastest and slowest wall times: this machine's speed drifts)."""
+    runs = [_run_once(experiment) for _ in range(repeats)]
+    walls = [run["wall_s"] for run in runs]
+    out = runs[walls.index(statistics.median_low(walls))]
     row = {"benchmark": benchmark, "case": case, "requests": out["requests"], "wall_s": round(out["wall_s"], 3),
            "requests_per_wall_s": round(out["requests"] / out["wall_s"], 1),
            "cpu_s": round(out["cpu_s"], 3), "requests_per_cpu_s": round(out["requests"] / out["cpu_s"], 1),
-           "steps_per_s": round(out["steps"] / out["wall_s"], 1), "peak_rss_mb": round(out["peak_rss_mb"], 1)}
+           "steps_per_s": round(out["steps"] / out["wall_s"], 1),
+           "peak_rss_mb": round(max(run["peak_rss_mb"] for run in runs), 1),
+           "repeats": repeats, "min_s": round(min(walls), 3), "max_s": round(max(walls), 3)}
+    spread = f"  (median of {repeats}: {row['min_s']:.2f}-{row['max_s']:.2f} s)" if repeats > 1 else ""
     print(f"{benchmark:22s} {case:14s} {row['requests']:>9,d} req  {row['wall_s']:8.2f} s  "
           f"{row['requests_per_wall_s']:>10,.0f} req/s  (cpu {row['cpu_s']:.2f} s, "
           f"{row['requests_per_cpu_s']:,.0f} req/cpu-s)  {row['steps_per_s']:>10,.0f} steps/s  "
-          f"{row['peak_rss_mb']:7.0f} MB  ({out['completed']:,d} completed)", flush=True)
+          f"{row['peak_rss_mb']:7.0f} MB  ({out['completed']:,d} completed){spread}", flush=True)
     return row
 
 
 def main(benchmark: str, cases: dict[str, Callable[[Path], dict[str, Any]]],
          references: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Parse ``[--cases C1,C2] [--json FILE]``, run the cases, print ratios against references."""
+    """Parse ``[--cases C1,C2] [--repeats N] [--json FILE]``, run the cases, print ratios against references."""
     parser = argparse.ArgumentParser(description=f"servesim benchmark: {benchmark}")
     parser.add_argument("--cases", help=f"comma-separated subset of: {', '.join(cases)}")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each case, each in a fresh process; the median run is reported (default 1)")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     chosen = args.cases.split(",") if args.cases else list(cases)
     unknown = [c for c in chosen if c not in cases]
     if unknown:
@@ -89,7 +108,7 @@ def main(benchmark: str, cases: dict[str, Callable[[Path], dict[str, Any]]],
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in chosen:
-            rows.append(run_case(benchmark, case, cases[case](Path(tmp))))
+            rows.append(run_case(benchmark, case, cases[case](Path(tmp)), args.repeats))
             reference = (references or {}).get(case)
             if reference:
                 ratio = reference / rows[-1]["wall_s"]
