@@ -276,3 +276,34 @@ def test_a_second_arrival_is_planned_beside_the_first_newcomer(tmp_path, monkeyp
         assert a["finish_s"] == pytest.approx(20 * STEP_S) and a["max_token_gap_s"] == pytest.approx(STEP_S)
     assert stepped.requests.equals(forwarded.requests)
     assert stepped.summary["sim"]["steps"] == forwarded.summary["sim"]["steps"]
+
+
+def test_a_prompt_in_several_chunks_is_planned_around_the_held_run(tmp_path, monkeypatch):
+    """C (5,000 tokens) arrives at 1.1 s, with nothing else waiting: its prompt takes three steps
+    of the 2,048-token budget beside A's held decode ([1.25, 2.0]: 2,047 + 2,047 + 906 tokens).
+    The run stays held through all three, without the policy's full loop over the batch, and C
+    joins it at 2.0 s. Times equal stepping's."""
+    from policies.batching.continuous import ContinuousBatching
+
+    full_loops = []
+    original = ContinuousBatching.schedule
+
+    def counting_schedule(self, state, builder, now_s):
+        full_loops.append((self, now_s))
+        original(self, state, builder, now_s)
+
+    monkeypatch.setattr(ContinuousBatching, "schedule", counting_schedule)
+    rows = [(0.0, 100, 20), (1.1, 5000, 5)]
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch)
+    assert holds == [4]
+    forwarding_policy = full_loops[-1][0]
+    assert not [t for policy, t in full_loops if policy is forwarding_policy and 1.0 < t < 3.0], \
+        "fast-forward planned C's three chunks around the held run"
+    for result in (stepped, forwarded):
+        a, c = result.requests.sort_values("request_id").to_dict("records")
+        assert c["first_scheduled_s"] == pytest.approx(1.25) and c["first_token_s"] == pytest.approx(2.0)
+        assert c["finish_s"] == pytest.approx(2.0 + 4 * STEP_S)
+        assert a["finish_s"] == pytest.approx(20 * STEP_S) and a["max_token_gap_s"] == pytest.approx(STEP_S)
+    assert stepped.requests.equals(forwarded.requests)
+    assert stepped.summary["sim"]["steps"] == forwarded.summary["sim"]["steps"]
+    assert forwarded.summary["tbt_s"]["mean"] == pytest.approx(stepped.summary["tbt_s"]["mean"], rel=1e-12)

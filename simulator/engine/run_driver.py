@@ -113,8 +113,8 @@ class RunDriver:
             return None
         if self.held is not None:
             segment = self._resume_held()
-            if segment is not None:
-                return segment
+            if segment is not None or self.held is not None:
+                return segment  # (still held: a newcomer beside it prefills, the policy plans around it)
         return unplanned_run(queues.running, self.env.now, instance.kv, instance.cost_model, instance.setup.limits)
 
     def planned(self, plan: StepPlan, start: float) -> DecodeRun | None:
@@ -250,7 +250,9 @@ class RunDriver:
 
     def _resume_held(self) -> DecodeRun | None:
         """The held run going on as a new segment, joined by the requests that started beside it
-        and now only decode; None (with the run's requests brought up to date) when it cannot."""
+        and now only decode. None when it cannot: still held while a newcomer prefills (the policy
+        plans its next chunk around the held decodes), else with the run's requests brought up to
+        date."""
         held = self.held
         run, queues = held.run, self.instance.queues
         members = len(run.requests)
@@ -259,7 +261,7 @@ class RunDriver:
             joining = None  # the running batch is not the held run followed by newcomers
         elif not all(r.prompt_tokens + r.generated_tokens - r.computed_tokens == 1 and r.generated_tokens
                      for r in joining):
-            joining = None  # a newcomer still prefills: the policy plans its next chunk
+            return None  # a newcomer still prefills: the policy plans its next chunk around the run
         segment = None
         limits = self.instance.setup.limits
         if joining is not None and members + len(joining) <= min(limits.max_num_seqs, limits.max_batched_tokens):
