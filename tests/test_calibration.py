@@ -94,6 +94,31 @@ def test_calibrated_step_times_are_bit_identical_for_scalars_and_arrays(model, g
     assert list(array) == single
 
 
+def test_memoised_prompt_steps_equal_steps_timed_afresh() -> None:
+    """Steps of fresh prompts (every KV entry read is new) are memoised whole; a repeated shape
+    gets the duration and work of a cost model that never saw it, and steps with cached context
+    are not memoised."""
+    profile = DEFAULT_CATALOG.get("gpu", "a100-80gb")
+    link = DEFAULT_CATALOG.get("link", DEFAULT_CATALOG.get("node", "dgx-a100").intra_node_link)
+
+    def fresh_model():
+        return instance_perf(DEFAULT_CATALOG.get("model", "codellama-34b"), profile, 2, 1, link, None,
+                             resolve(profile, COMMITTED)).cost
+
+    memoised = fresh_model()
+    prompts = [StepShape.for_sequence(n, 0, samples=True) for n in (1, 17, 374, 4096, 374, 17)]
+    prompts.append(StepShape(700, 2, 2, 300 * 301 / 2 + 400 * 401 / 2, 700))  # two prompts at once
+    prompts.append(StepShape(700, 2, 2, 300 * 301 / 2 + 400 * 401 / 2, 700))
+    for shape in prompts:
+        alone = fresh_model()
+        assert memoised.step_time_s(shape) == alone.step_time_s(shape), shape
+        assert memoised.work(shape) == alone.work(shape), shape
+    assert len(memoised._steps) == 5, "each distinct prompt step was memoised once"
+    memoised.step_time_s(StepShape(9, 9, 9, 900.0, 900))  # decodes: context read
+    memoised.step_time_s(StepShape.for_sequence(512, 512, samples=False))  # a later chunk
+    assert len(memoised._steps) == 5
+
+
 def test_host_overhead_prefill_terms_apply_to_prefill_steps_only() -> None:
     host = HostOverhead(1e-3, 1e-5, 2e-3, 1e-6, 100)
     decode = StepShape(8, 8, 8, 800.0, 800)

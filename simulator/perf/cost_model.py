@@ -98,6 +98,7 @@ class InstanceCostModel:
         self._heads: dict[int, tuple[float, float, float]] = {}
         self._decode_blocks: dict[tuple[int, int], np.ndarray] = {}
         self._last_work: tuple[StepShape | None, tuple[Any, Any]] = (None, (0.0, 0.0))
+        self._steps: dict[StepShape, tuple[float, tuple[Any, Any]]] = {}  # whole steps (see step_time_s)
 
     def _dense_part(self, shape: StepShape) -> tuple[Any, Any, Any]:
         """(seconds incl. host overhead, FLOPs, bytes) of the dense part; the roofline part is memoised."""
@@ -140,11 +141,20 @@ class InstanceCostModel:
         if isinstance(shape.num_tokens, np.ndarray):
             fixed = self.roofline.dense_time_s(shape.num_tokens, shape.num_sampled) + self.host.step_s(shape)
             return fixed + self.roofline.attention_time_s(shape)
-        fixed, flops, hbm = self._dense_part(shape)
-        attention_s, attention_flops, attention_bytes = self.roofline.attention_time_and_work(shape)
+        # Steps of fresh prompts alone (every KV entry read is one of the step's own tokens) depend
+        # only on the prompts' lengths, which a trace repeats: such whole steps are memoised. Steps
+        # with cached context (decodes, later chunks) seldom repeat and skip the memo.
+        fresh = shape.kv_read_tokens == shape.num_tokens
+        found = self._steps.get(shape) if fresh else None
+        if found is None:
+            fixed, flops, hbm = self._dense_part(shape)
+            attention_s, attention_flops, attention_bytes = self.roofline.attention_time_and_work(shape)
+            found = (fixed + attention_s, (flops + attention_flops, hbm + attention_bytes))
+            if fresh and len(self._steps) < self.MAX_MEMO:
+                self._steps[shape] = found
         # The engine asks for the work of the step it just timed: keep it (shapes are immutable).
-        self._last_work = (shape, (flops + attention_flops, hbm + attention_bytes))
-        return fixed + attention_s
+        self._last_work = (shape, found[1])
+        return found[0]
 
     def work(self, shape: StepShape) -> tuple[Any, Any]:
         if isinstance(shape.num_tokens, np.ndarray):
