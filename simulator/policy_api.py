@@ -202,24 +202,13 @@ class Policy(BaseModel):
                     type(self).__name__, [{"type": "finite_number", "loc": loc, "input": value}])
         return self
 
-    def __getattr__(self, name: str) -> Any:
-        # Reached only when normal lookup fails, as for private attributes. pydantic's own
-        # __getattr__ probes each one's default for __get__ with hasattr, which raises inside
-        # (~1.3 us a read; pydantic issue #12081), and policies read their state on every step.
-        # Private attributes whose default is a descriptor still go through pydantic (it binds them).
-        if name not in _private_descriptors(type(self)):
-            try:
-                return object.__getattribute__(self, "__pydantic_private__")[name]
-            except (AttributeError, KeyError, TypeError):
-                pass
-        return super().__getattr__(name)
-
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         # A private attribute lives in __pydantic_private__, where normal lookup misses it and
-        # reaches __getattr__ through an AttributeError raised inside (~0.5 us a read). A property
-        # per private attribute is found by the first lookup (~0.08 us): policies read their
-        # state on every arrival and step.
+        # reaches pydantic's __getattr__ through an AttributeError raised inside, and that probes
+        # the attribute's default with hasattr, which raises again (~1.3 us a read; pydantic issue
+        # #12081). A property per private attribute is found by the first lookup (~0.08 us):
+        # policies read their state on every arrival and step.
         super().__pydantic_init_subclass__(**kwargs)
         bound = _private_descriptors(cls)
         for name in cls.__private_attributes__:
