@@ -23,7 +23,6 @@ Kinds and when they are called:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -210,10 +209,10 @@ class Policy(BaseModel):
         # #12081). A property per private attribute is found by the first lookup (~0.08 us):
         # policies read their state on every arrival and step.
         super().__pydantic_init_subclass__(**kwargs)
-        bound = _private_descriptors(cls)
-        for name in cls.__private_attributes__:
+        for name, attribute in cls.__private_attributes__.items():
             if name not in cls.__dict__:
-                type.__setattr__(cls, name, _private_reader(name, name in bound))
+                bound = hasattr(attribute.default, "__get__")  # pydantic returns such a default bound
+                type.__setattr__(cls, name, _private_reader(name, bound))
 
     def setup(self, context: PolicyContext) -> None:
         """Called once before the simulation starts; default does nothing."""
@@ -224,13 +223,6 @@ class Policy(BaseModel):
         Asked when an experiment is validated, so the error names the field before anything runs.
         """
         return None
-
-
-@functools.cache
-def _private_descriptors(cls: type[BaseModel]) -> frozenset[str]:
-    """Private attributes of ``cls`` whose default is a descriptor (pydantic returns it bound)."""
-    return frozenset(name for name, attribute in cls.__private_attributes__.items()
-                     if hasattr(attribute.default, "__get__"))
 
 
 def _private_reader(name: str, bound: bool) -> property:

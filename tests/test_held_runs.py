@@ -65,6 +65,22 @@ def run_both(tmp_path: Path, rows, monkeypatch: pytest.MonkeyPatch, **options):
     return results[0], results[1], holds
 
 
+def full_scheduling_passes(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Records ``(policy, now_s)`` for every full scheduling pass of the vLLM-style policy (its
+    ``schedule``, which loops over the running batch), as opposed to a step planned around a held run."""
+    from policies.batching.continuous import ContinuousBatching
+
+    passes = []
+    original = ContinuousBatching.schedule
+
+    def counting_schedule(self, state, builder, now_s):
+        passes.append((self, now_s))
+        original(self, state, builder, now_s)
+
+    monkeypatch.setattr(ContinuousBatching, "schedule", counting_schedule)
+    return passes
+
+
 def test_an_arrival_is_planned_around_the_held_batch(tmp_path, monkeypatch):
     """A (100 tokens, 20 out) prefills in [0, 0.25] and decodes from there; C arrives at 1.1 s,
     inside A's step [1.0, 1.25]: that step completes, the next, [1.25, 1.5], holds A's decode and
@@ -252,16 +268,7 @@ def test_a_second_arrival_is_planned_beside_the_first_newcomer(tmp_path, monkeyp
     during that step. The run stays held: [1.5, 1.75] holds A's decode (the aggregate), C's decode
     (a newcomer beside it) and D's prompt, without the policy's full loop over the batch; then
     C and D join the run. Times equal stepping's."""
-    from policies.batching.continuous import ContinuousBatching
-
-    full_loops = []
-    original = ContinuousBatching.schedule
-
-    def counting_schedule(self, state, builder, now_s):
-        full_loops.append((self, now_s))
-        original(self, state, builder, now_s)
-
-    monkeypatch.setattr(ContinuousBatching, "schedule", counting_schedule)
+    full_loops = full_scheduling_passes(monkeypatch)
     rows = [(0.0, 100, 20), (1.1, 300, 5), (1.3, 200, 4)]
     (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch)
     assert holds == [4]
@@ -283,16 +290,7 @@ def test_a_prompt_in_several_chunks_is_planned_around_the_held_run(tmp_path, mon
     of the 2,048-token budget beside A's held decode ([1.25, 2.0]: 2,047 + 2,047 + 906 tokens).
     The run stays held through all three, without the policy's full loop over the batch, and C
     joins it at 2.0 s. Times equal stepping's."""
-    from policies.batching.continuous import ContinuousBatching
-
-    full_loops = []
-    original = ContinuousBatching.schedule
-
-    def counting_schedule(self, state, builder, now_s):
-        full_loops.append((self, now_s))
-        original(self, state, builder, now_s)
-
-    monkeypatch.setattr(ContinuousBatching, "schedule", counting_schedule)
+    full_loops = full_scheduling_passes(monkeypatch)
     rows = [(0.0, 100, 20), (1.1, 5000, 5)]
     (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch)
     assert holds == [4]
