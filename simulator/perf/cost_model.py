@@ -73,10 +73,13 @@ class InstanceCostModel:
     The dense part of a step (everything but attention) depends only on the
     token and sample counts; it is memoised per pair. Decode batch sizes repeat
     step after step, and so do prefill token counts (a prompt's length, or the
-    token budget when prompts are chunked), so both mostly hit the memo.
+    token budget when prompts are chunked), so both mostly hit the memo. Whole
+    steps of fresh prompts (no cached context) are memoised too: a trace's
+    prompt lengths repeat, and such a step depends on nothing else.
     """
 
-    # Bounds the memo (an entry is a few hundred bytes); counts beyond it are computed each time.
+    # Bounds each memo (the dense parts' and the fresh-prompt steps'; an entry is a few hundred
+    # bytes, about 11 MiB for a full step memo); what comes beyond it is computed each time.
     MAX_MEMO = 1 << 15
     # The token-dependent dense parts are tabulated in blocks of this many token counts, at most
     # MAX_DENSE_BLOCKS of them (4 x 1024 floats each: 8 MiB in all).
