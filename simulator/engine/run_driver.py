@@ -33,7 +33,7 @@ from simulator.engine.fast_forward import (DecodeRun, RunLedger, build_run, next
                                            shift_frame, unplanned_run)
 from simulator.engine.run_progress import advance, close_segment, commit_run, split_finishing
 from simulator.engine.request import Request, RequestStatus
-from simulator.engine.step import HeldDecodes, StepPlan
+from simulator.engine.step import HeldDecodes, StepPlan, requests_after
 
 if TYPE_CHECKING:
     from simulator.engine.instance import Instance
@@ -256,10 +256,8 @@ class RunDriver:
         held = self.held
         run, queues = held.run, self.instance.queues
         members = len(run.requests)
-        joining = queues.running[members:]
-        if len(queues.running) < members or (members and queues.running[members - 1] is not run.requests[-1]):
-            joining = None  # the running batch is not the held run followed by newcomers
-        elif not all(r.prompt_tokens + r.generated_tokens - r.computed_tokens == 1 and r.generated_tokens
+        joining = requests_after(queues.running, run.requests)  # None: not the held run and newcomers
+        if joining is not None and not all(r.prompt_tokens + r.generated_tokens - r.computed_tokens == 1 and r.generated_tokens
                      for r in joining):
             return None  # a newcomer still prefills: the policy plans its next chunk around the run
         segment = None

@@ -99,6 +99,15 @@ class HeldDecodes(NamedTuple):
 _SCHEDULABLE = (RequestStatus.WAITING, RequestStatus.RUNNING)
 
 
+def requests_after(running: list[Request], batch: list[Request]) -> list[Request] | None:
+    """The running requests after ``batch`` (a held run's requests), when ``batch`` leads the
+    running list; None when it does not (the running list changed under the held run)."""
+    members = len(batch)
+    if len(running) < members or (members and running[members - 1] is not batch[-1]):
+        return None
+    return running[members:]
+
+
 class StepBuilder:
     """Collects one step's batch while enforcing budgets and KV capacity.
 
@@ -285,13 +294,7 @@ class StepBuilder:
     def beside_held(self) -> list[Request] | None:
         """The running requests after the held batch (newcomers), when the held batch leads the
         running batch; None when there is no held batch or it does not lead it."""
-        held, running = self.held, self.queues.running
-        if held is None:
-            return None
-        members = len(held.requests)
-        if len(running) < members or (members and running[members - 1] is not held.requests[-1]):
-            return None
-        return running[members:]
+        return None if self.held is None else requests_after(self.queues.running, self.held.requests)
 
     def preempt(self, request: Request) -> None:
         """Take a running request off the GPU: swap its KV out if possible, else drop it.
