@@ -39,6 +39,7 @@ def test_scale_benchmark_writes_the_documented_row(tmp_path):
     [row] = json.loads(out.read_text())
     assert SIMULATION_KEYS <= row.keys()
     assert (row["benchmark"], row["case"], row["requests"]) == ("scale", "10k", 10_000)
+    assert row["build"].startswith(("compiled (", "pure Python")) and row["build"] in done.stdout
     # The JSON rounds wall_s to milliseconds; the rate was computed before rounding.
     assert abs(row["requests_per_wall_s"] * row["wall_s"] / row["requests"] - 1) < 0.01
 

@@ -5,7 +5,8 @@ peak RSS is its own (``--repeats N``: N times, reporting the median run, the
 lower middle one for an even N, with the fastest and slowest). Prints
 one line per case and optionally writes a JSON list of ``{"benchmark", "case",
 "requests", "wall_s", "requests_per_wall_s", "cpu_s", "requests_per_cpu_s",
-"steps_per_s", "peak_rss_mb", "repeats", "min_s", "max_s"}``. CPU seconds
+"steps_per_s", "peak_rss_mb", "repeats", "min_s", "max_s", "build"}`` (``build``: whether the
+engine's hot modules ran compiled, see ``simulator.accel``). CPU seconds
 are the process's own, so they stay comparable when other jobs share the
 machine (wall time then grows, CPU time barely).
 """
@@ -44,6 +45,7 @@ def poisson_trace(lengths: pd.DataFrame, requests: int, rate_per_s: float, seed:
 
 
 def _child(experiment: dict[str, Any], queue) -> None:
+    from simulator.accel import build_description
     from simulator.config import resolve, validate
     from simulator.hardware import DEFAULT_CATALOG
     from simulator.runner import Simulation
@@ -57,7 +59,7 @@ def _child(experiment: dict[str, Any], queue) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"requests": result.summary["requests"]["arrived"], "wall_s": wall, "cpu_s": cpu,
                "steps": result.summary["sim"]["steps"], "peak_rss_mb": peak_mb,
-               "completed": result.summary["requests"]["completed"]})
+               "completed": result.summary["requests"]["completed"], "build": build_description()})
 
 
 def _run_once(experiment: dict[str, Any]) -> dict[str, Any]:
@@ -81,12 +83,13 @@ def run_case(benchmark: str, case: str, experiment: dict[str, Any], repeats: int
            "cpu_s": round(out["cpu_s"], 3), "requests_per_cpu_s": round(out["requests"] / out["cpu_s"], 1),
            "steps_per_s": round(out["steps"] / out["wall_s"], 1),
            "peak_rss_mb": round(max(run["peak_rss_mb"] for run in runs), 1),
-           "repeats": repeats, "min_s": round(min(walls), 3), "max_s": round(max(walls), 3)}
+           "repeats": repeats, "min_s": round(min(walls), 3), "max_s": round(max(walls), 3),
+           "build": out["build"]}
     spread = f"  (median of {repeats}: {row['min_s']:.2f}-{row['max_s']:.2f} s)" if repeats > 1 else ""
     print(f"{benchmark:22s} {case:14s} {row['requests']:>9,d} req  {row['wall_s']:8.2f} s  "
           f"{row['requests_per_wall_s']:>10,.0f} req/s  (cpu {row['cpu_s']:.2f} s, "
           f"{row['requests_per_cpu_s']:,.0f} req/cpu-s)  {row['steps_per_s']:>10,.0f} steps/s  "
-          f"{row['peak_rss_mb']:7.0f} MB  ({out['completed']:,d} completed){spread}", flush=True)
+          f"{row['peak_rss_mb']:7.0f} MB  ({out['completed']:,d} completed, {out['build']}){spread}", flush=True)
     return row
 
 

@@ -1,0 +1,122 @@
+"""Compiled hot modules (``simulator.accel``): same results as the sources, never a stale binary.
+
+The build compiles the engine's hot modules with Cython where a C compiler is
+present (CI has one). The equivalence test skips where nothing was compiled;
+the others build small fake packages of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator import accel
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ["experiments/quickstart_fast.yaml", "experiments/papers/splitwise/fast.yaml",
+               "experiments/papers/llumnix/fast.yaml", "experiments/papers/saga/fast.yaml",
+               "experiments/papers/past_future/fast.yaml"]
+# Runs each experiment and prints a digest of every request's row and of the summary (less wall time).
+DIGEST_SCRIPT = """
+import hashlib, json, sys
+from simulator.accel import build_description
+from simulator.config import load_experiment
+from simulator.runner import run_experiment
+print(build_description())
+for path in sys.argv[1:]:
+    result = run_experiment(load_experiment(path))
+    summary = dict(result.summary, sim={k: v for k, v in result.summary["sim"].items() if "wall" not in k})
+    rows = result.requests.to_csv(index=False).encode()
+    print(path, hashlib.sha256(rows).hexdigest(), hashlib.sha256(json.dumps(summary, sort_keys=True,
+          default=str).encode()).hexdigest())
+"""
+
+
+def digests(pure: bool) -> list[str]:
+    env = {**os.environ, accel.PURE_PYTHON_ENV: "1" if pure else ""}
+    done = subprocess.run([sys.executable, "-c", DIGEST_SCRIPT, *EXPERIMENTS], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(not accel.BUILD["compiled"], reason="no module was compiled in this install")
+def test_compiled_and_pure_python_give_identical_results():
+    compiled, pure = digests(pure=False), digests(pure=True)
+    assert compiled[0].startswith("compiled (") and pure[0] == "pure Python (SERVESIM_PURE_PYTHON=1)"
+    assert compiled[1:] == pure[1:]
+    assert len(compiled) == 1 + len(EXPERIMENTS)
+
+
+@pytest.mark.skipif(not accel.BUILD["compiled"], reason="no module was compiled in this install")
+def test_compiled_modules_are_the_ones_imported():
+    for module in accel.BUILD["compiled"]:
+        assert importlib.import_module(module).__file__ == str(accel.extension_path(module))
+
+
+def fake_package(root: Path, manifest: dict[str, str]) -> tuple[str, ...]:
+    """A package with a fresh binary, a stale one, one without a manifest entry and one never compiled
+    (the binaries are empty files: importing one would fail)."""
+    package = root / "fakepkg_accel"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for name in ("fresh", "stale", "unrecorded", "plain"):
+        source = package / f"{name}.py"
+        source.write_text(f"NAME = {name!r}\n")
+        if name != "plain":
+            (package / f"{name}{suffix}").write_bytes(b"")
+        if name in ("fresh", "stale"):
+            manifest[f"fakepkg_accel.{name}"] = hashlib.sha256(source.read_bytes()).hexdigest()
+    (package / "stale.py").write_text("NAME = 'stale, edited'\n")
+    return tuple(f"fakepkg_accel.{name}" for name in ("fresh", "stale", "unrecorded", "plain"))
+
+
+def test_binaries_whose_sources_changed_or_are_unrecorded_go_to_source(tmp_path):
+    manifest: dict[str, str] = {}
+    modules = fake_package(tmp_path, manifest)
+    compiled, to_source = accel.sort_modules(manifest, tmp_path, modules=modules)
+    assert compiled == ["fakepkg_accel.fresh"]
+    assert to_source == ["fakepkg_accel.stale", "fakepkg_accel.unrecorded"]
+    assert accel.sort_modules(manifest, tmp_path, pure=True, modules=modules) == (
+        [], ["fakepkg_accel.fresh", "fakepkg_accel.stale", "fakepkg_accel.unrecorded"])
+
+
+def test_stale_binaries_run_from_source_with_one_warning(tmp_path, monkeypatch):
+    manifest: dict[str, str] = {}
+    modules = fake_package(tmp_path, manifest)
+    (tmp_path / "simulator").mkdir()
+    (tmp_path / "simulator" / accel.MANIFEST_NAME).write_text(json.dumps({"modules": manifest}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.setattr(accel, "BUILD", dict(accel.BUILD))
+    monkeypatch.delenv(accel.PURE_PYTHON_ENV, raising=False)
+    try:
+        with pytest.warns(UserWarning, match=r"^fakepkg_accel/stale.py, fakepkg_accel/unrecorded.py changed since"):
+            accel.use_fresh_modules(tmp_path, modules)
+        assert accel.BUILD["compiled"] == ["fakepkg_accel.fresh"]
+        stale = importlib.import_module("fakepkg_accel.stale")
+        assert stale.NAME == "stale, edited" and stale.__file__.endswith("stale.py")
+        assert importlib.import_module("fakepkg_accel.plain").__file__.endswith("plain.py")
+        with pytest.raises(ImportError):  # a fresh binary is imported as such (here an empty file)
+            importlib.import_module("fakepkg_accel.fresh")
+    finally:
+        for name in [*modules, "fakepkg_accel"]:
+            sys.modules.pop(name, None)
+
+
+def test_the_build_records_the_digest_of_every_compiled_module():
+    manifest = accel.read_manifest()
+    if not manifest:
+        pytest.skip("nothing compiled in this install")
+    assert set(manifest) <= set(accel.COMPILED_MODULES)
+    for module in accel.BUILD["compiled"]:
+        assert manifest[module] == accel.source_digest(accel.source_path(module))
