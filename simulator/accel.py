@@ -2,9 +2,9 @@
 
 The engine's hot path (the modules named in ``COMPILED_MODULES``) is plain
 Python that the build also compiles with Cython, unchanged, into extension
-modules beside the sources: about 1.3x faster on the benchmarks, with the same
-results (the semantics are Python's; no type annotations are turned into C
-types). ``setup.py`` compiles them; a machine without a C compiler, or an
+modules beside the sources: 1.1-1.3x faster on the benchmarks (the machine's
+phase decides where in that range), with the same results (the semantics are
+Python's; no type annotations are turned into C types). ``setup.py`` compiles them; a machine without a C compiler, or an
 install with ``SERVESIM_PURE_PYTHON=1``, simply gets the sources.
 
 An editable install leaves the binaries next to the sources, where Python
@@ -54,6 +54,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "simulator.metrics.recorder",
     "simulator.metrics.sampler",
     "simulator.perf.cost_model",
+    "simulator.perf.efficiency",
     "simulator.perf.roofline",
     "simulator.perf.shape",
 )
