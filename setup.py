@@ -39,7 +39,7 @@ class BuildAndRecord(build_ext):
 
 
 def extensions():
-    if os.environ.get(accel["PURE_PYTHON_ENV"], "") not in ("", "0"):
+    if accel["pure_python_requested"]():
         return []
     try:
         from Cython.Build import cythonize

@@ -4,8 +4,9 @@ The engine's hot path (the modules named in ``COMPILED_MODULES``) is plain
 Python that the build also compiles with Cython, unchanged, into extension
 modules beside the sources: 1.1-1.3x faster on the benchmarks (the machine's
 phase decides where in that range), with the same results (the semantics are
-Python's; no type annotations are turned into C types). ``setup.py`` compiles them; a machine without a C compiler, or an
-install with ``SERVESIM_PURE_PYTHON=1``, simply gets the sources.
+Python's; no type annotations are turned into C types). ``setup.py`` compiles
+them; a machine without a C compiler, or an install with
+``SERVESIM_PURE_PYTHON=1``, simply gets the sources.
 
 An editable install leaves the binaries next to the sources, where Python
 would import them before the ``.py`` files even after an edit. So the build
@@ -32,8 +33,8 @@ import sys
 import warnings
 from pathlib import Path
 
-# Modules compiled by the build, in the order setup.py hands them to Cython. All are mechanism in
-# ``simulator`` (policies are pydantic models, which need their classes' annotations at run time).
+# Modules the build compiles. All are mechanism in ``simulator``, which is imported before any of
+# them (policies are pydantic models, which need their classes' annotations at run time).
 COMPILED_MODULES: tuple[str, ...] = (
     "simulator.engine.cluster",
     "simulator.engine.departures",
