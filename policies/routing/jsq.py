@@ -31,9 +31,14 @@ class JoinShortestQueue(Policy):
         else:
             loads = [instance_load(inst, metric) for inst in instances]
         least = min(loads)
-        if loads.count(least) == 1:
-            return instances[loads.index(least)].id
-        return min(inst.id for inst, load in zip(instances, loads) if load == least)
+        position = loads.index(least)
+        chosen = instances[position].id
+        # A tie (idle instances, mostly): visit only the tied positions, found by index() in C.
+        for _ in range(loads.count(least) - 1):
+            position = loads.index(least, position + 1)
+            if instances[position].id < chosen:
+                chosen = instances[position].id
+        return chosen
 
 
 _LOAD_ATTRIBUTE = {"tokens": attrgetter("pending_tokens"), "requests": attrgetter("num_requests")}
