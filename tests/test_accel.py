@@ -7,7 +7,6 @@ the others build small fake packages of their own.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.machinery
 import json
@@ -75,7 +74,7 @@ def fake_package(root: Path, manifest: dict[str, str]) -> tuple[str, ...]:
         if name != "plain":
             (package / f"{name}{suffix}").write_bytes(b"")
         if name in ("fresh", "stale"):
-            manifest[f"fakepkg_accel.{name}"] = hashlib.sha256(source.read_bytes()).hexdigest()
+            manifest[f"fakepkg_accel.{name}"] = accel.source_digest(source)
     (package / "stale.py").write_text("NAME = 'stale, edited'\n")
     return tuple(f"fakepkg_accel.{name}" for name in ("fresh", "stale", "unrecorded", "plain"))
 
