@@ -2,11 +2,16 @@
 
 The engine's hot path (the modules named in ``COMPILED_MODULES``) is plain
 Python that the build also compiles with Cython, unchanged, into extension
-modules beside the sources: 1.1-1.3x faster on the benchmarks (the machine's
-phase decides where in that range), with the same results (the semantics are
-Python's; no type annotations are turned into C types). ``setup.py`` compiles
-them; a machine without a C compiler, or an install with
-``SERVESIM_PURE_PYTHON=1``, simply gets the sources.
+modules beside the sources, with the same results: the semantics are Python's
+and no type annotation is turned into a C type. The one addition is a ``.pxd``
+beside a module (Cython's "augmenting" declarations) that makes its plain
+classes extension types: their attributes are declared Python objects, kept in
+the instance's C struct, so the compiled methods read and write ``self.x``
+without a dictionary lookup. Values and behaviour stay the same, except that an
+instance takes no attribute its class does not declare and the class takes no
+monkeypatching (tests subclass instead). ``setup.py`` compiles them; a machine
+without a C compiler, or an install with ``SERVESIM_PURE_PYTHON=1``, simply
+gets the sources (the ``.pxd`` files are then unused).
 
 An editable install leaves the binaries next to the sources, where Python
 would import them before the ``.py`` files even after an edit. So the build
@@ -70,9 +75,19 @@ def source_path(module: str, root: Path = PACKAGE_ROOT) -> Path:
     return root.joinpath(*module.split(".")).with_suffix(".py")
 
 
+def declarations_path(source: Path) -> Path:
+    """The ``.pxd`` beside a module's source that declares its classes for the compiler."""
+    return source.with_suffix(".pxd")
+
+
 def source_digest(path: Path) -> str:
-    """What the manifest records of a source file: the sha256 of its bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """What the manifest records of a module's source: the sha256 of its ``.py`` bytes, followed
+    by its ``.pxd``'s when it has one (a changed declaration makes the binary stale too)."""
+    digest = hashlib.sha256(path.read_bytes())
+    declarations = declarations_path(path)
+    if declarations.exists():
+        digest.update(declarations.read_bytes())
+    return digest.hexdigest()
 
 
 def extension_path(module: str, root: Path = PACKAGE_ROOT) -> Path | None:

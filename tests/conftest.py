@@ -213,16 +213,35 @@ CommitHook = Callable[[Instance, CommittedSteps], None]
 
 
 @contextmanager
+def engine_overrides(instance: dict[str, Callable] | None = None,
+                     driver: dict[str, Callable] | None = None) -> Iterator[None]:
+    """Simulations built inside use subclasses of ``Instance`` and of its ``RunDriver`` whose
+    methods named in ``instance`` and ``driver`` are replaced. (The compiled build makes them
+    extension types, which take no monkeypatching; a subclass's methods override in both builds.)
+    A block that builds no simulation fails: its overrides would have checked nothing."""
+    driver_class = type("OverriddenRunDriver", (RunDriver,), dict(driver or {}))
+    built = []
+
+    def __init__(self: Instance, *args: Any, **kwargs: Any) -> None:
+        Instance.__init__(self, *args, **kwargs)
+        self.runs = driver_class(self, self.setup.fast_forward)  # before its process first runs
+        built.append(self.id)
+
+    instance_class = type("OverriddenInstance", (Instance,), {"__init__": __init__, **(instance or {})})
+    with mock.patch.object(simulator.runner, "Instance", instance_class):
+        yield
+    assert built, "no simulation was built inside engine_overrides(): build it inside the with block"
+
+
+@contextmanager
 def commit_hooks(before: CommitHook | None = None, after: CommitHook | None = None) -> Iterator[None]:
-    """Patch ``Instance.commit`` and ``RunDriver.commit`` (decode runs) to call ``before``/``after(instance, steps)``."""
-    original_commit = Instance.commit
-    original_run = RunDriver.commit
+    """Make ``Instance.commit`` and ``RunDriver.commit`` (decode runs) call ``before``/``after(instance, steps)``."""
 
     def commit(self: Instance, plan, start: float, end: float) -> None:
         record = CommittedSteps(self.id, plan, start, (end,), self.env.now)
         if before is not None:
             before(self, record)
-        original_commit(self, plan, start, end)
+        Instance.commit(self, plan, start, end)
         if after is not None:
             after(self, record)
 
@@ -232,11 +251,11 @@ def commit_hooks(before: CommitHook | None = None, after: CommitHook | None = No
                                 tuple(float(e) for e in run.ends_s[:steps]), instance.env.now)
         if before is not None:
             before(instance, record)
-        original_run(self, run, steps)
+        RunDriver.commit(self, run, steps)
         if after is not None:
             after(instance, record)
 
-    with mock.patch.object(Instance, "commit", commit), mock.patch.object(RunDriver, "commit", commit_run):
+    with engine_overrides(instance={"commit": commit}, driver={"commit": commit_run}):
         yield
 
 

@@ -7,10 +7,12 @@ the others build small fake packages of their own.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.machinery
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +121,51 @@ def test_the_build_records_the_digest_of_every_compiled_module():
     assert set(manifest) <= set(accel.COMPILED_MODULES)
     for module in accel.BUILD["compiled"]:
         assert manifest[module] == accel.source_digest(accel.source_path(module))
+
+
+def test_a_changed_declaration_makes_the_binary_stale(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text("class A:\n    def __init__(self):\n        self.x = 1\n")
+    plain = accel.source_digest(source)
+    declarations = accel.declarations_path(source)
+    declarations.write_text("cdef class A:\n    cdef public object x\n")
+    declared = accel.source_digest(source)
+    declarations.write_text("cdef class A:\n    cdef public object x, y\n")
+    assert len({plain, declared, accel.source_digest(source)}) == 3
+
+
+def declared_classes(declarations: Path) -> dict[str, set[str]]:
+    """Class -> attribute names, from the ``cdef class`` blocks of a ``.pxd``."""
+    classes: dict[str, set[str]] = {}
+    for line in declarations.read_text().splitlines():
+        if match := re.fullmatch(r"cdef class (\w+):", line.strip()):
+            attributes = classes.setdefault(match[1], set())
+        elif match := re.fullmatch(r"cdef public object (.+)", line.strip()):
+            attributes.update(name.strip() for name in match[1].split(","))
+    return classes
+
+
+def attributes_set_by(cls: ast.ClassDef) -> set[str]:
+    """Every ``self.name`` a class's methods assign, and its ``__slots__``."""
+    names = {node.attr for node in ast.walk(cls) if isinstance(node, ast.Attribute)
+             and isinstance(node.value, ast.Name) and node.value.id == "self" and isinstance(node.ctx, ast.Store)}
+    for statement in cls.body:
+        if isinstance(statement, ast.Assign) and any(getattr(t, "id", None) == "__slots__" for t in statement.targets):
+            names.update(ast.literal_eval(statement.value))
+    return names
+
+
+@pytest.mark.parametrize("module", accel.COMPILED_MODULES)
+def test_declarations_match_the_attributes_their_classes_set(module):
+    """An extension type takes no attribute it does not declare: a ``self.x = ...`` added to a class
+    must be declared in its ``.pxd`` too, or only the compiled build would fail."""
+    source = accel.source_path(module)
+    declarations = accel.declarations_path(source)
+    if not declarations.exists():
+        pytest.skip(f"{module} declares no classes")
+    classes = {node.name: node for node in ast.parse(source.read_text()).body if isinstance(node, ast.ClassDef)}
+    for name, declared in declared_classes(declarations).items():
+        assert name in classes, f"{declarations.name} declares {name}, which {source.name} does not define"
+        assert not classes[name].bases, f"{name}: an extension type cannot derive from a Python class"
+        assert declared == attributes_set_by(classes[name]), (
+            f"{declarations.name}: declare exactly the attributes {name} sets")

@@ -82,13 +82,21 @@ def test_calls_carry_the_workloads_output_cap(tmp_path):
                                    max_context_tokens=experiment.model.max_context_tokens))
     assert {session.max_output_tokens for session in sessions} == {300}
     simulation, seen = Simulation(experiment), []
-    submit = simulation.cluster.submit
 
-    def submit_and_note(request):
-        seen.append((request.max_output_tokens, request.output_tokens))
-        return submit(request)
+    class NotingRouter:
+        """The experiment's router, noting each request it routes."""
 
-    simulation.cluster.submit = submit_and_note
+        def __init__(self, router):
+            self.router = router
+
+        def __getattr__(self, name):
+            return getattr(self.router, name)
+
+        def route(self, request, offered, now_s):
+            seen.append((request.max_output_tokens, request.output_tokens))
+            return self.router.route(request, offered, now_s)
+
+    simulation.cluster.router = NotingRouter(simulation.cluster.router)
     result = simulation.run()
     assert result.summary["requests"]["completed"] == 6
     assert len(seen) == 6 and all(cap == 300 >= output for cap, output in seen)

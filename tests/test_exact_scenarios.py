@@ -36,8 +36,8 @@ def lone_request_experiment(directory: Path, rows: list[tuple[float, int, int]],
 
 
 def _run(experiment) -> tuple[Simulation, Any, list]:
-    simulation = Simulation(experiment)
     with recorded_steps() as steps:
+        simulation = Simulation(experiment)
         result = simulation.run()
     return simulation, result, steps
 
@@ -226,9 +226,9 @@ def _clock_mismatch() -> tuple[float, float, int]:
 def test_fast_forward_run_never_ends_after_the_clock(tmp_path: Path) -> None:
     arrival, step, decode_steps = _clock_mismatch()
     experiment = lone_request_experiment(tmp_path, [(arrival, 64, decode_steps + 1)], fast_forward=True)
-    simulation = Simulation(experiment)
-    simulation.cluster.instances[0].cost_model = ConstantStepCost(step)
     with recorded_steps() as steps:
+        simulation = Simulation(experiment)
+        simulation.cluster.instances[0].cost_model = ConstantStepCost(step)
         result = simulation.run()
     assert any(record.steps > 1 for record in steps), "the decode stretch ran as one fast-forward run"
     row = result.requests.iloc[0]
@@ -261,9 +261,9 @@ def test_prefix_cache_hit_skips_the_cached_prompt(tmp_path: Path) -> None:
     specs = [RequestSpec(0.0, PROMPT, 4, prefix_hashes=hashes, prefix_block_tokens=64),
              RequestSpec(5.0, PROMPT, 4, prefix_hashes=hashes, prefix_block_tokens=64)]
     experiment = lone_request_experiment(tmp_path, [(0.0, 1, 1)])
-    simulation = Simulation(experiment)
-    simulation.workload = specs
     with recorded_steps() as steps:
+        simulation = Simulation(experiment)
+        simulation.workload = specs
         result = simulation.run()
     cost = simulation.cluster.instances[0].cost_model
     first, second = result.requests.iloc[0], result.requests.iloc[1]
@@ -391,9 +391,9 @@ def _prefix_scenario(directory: Path, fast_forward: bool):
                  "watermark_fraction": 0.0},
         batching={"name": "vllm", "chunked_prefill": False}, sim={"fast_forward": fast_forward,
                                                                    "sample_interval_s": None})
-    simulation = Simulation(experiment)
-    simulation.workload = specs  # the engine replays any iterable of RequestSpec
     with recorded_steps() as steps:
+        simulation = Simulation(experiment)
+        simulation.workload = specs  # the engine replays any iterable of RequestSpec
         result = simulation.run()
     return simulation, result, steps
 

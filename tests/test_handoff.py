@@ -101,19 +101,24 @@ def test_two_transfers_into_one_token_machine_share_its_link(tmp_path: Path) -> 
 def test_a_request_moves_by_one_hand_off_at_a_time(tmp_path: Path) -> None:
     rows = [(0.0, PROMPT, 4)]
     simulation = Simulation(split_cluster(tmp_path, rows, tokens=2))
-    actions, handoffs = simulation.actions, simulation.actions.handoffs
-    start, refused = handoffs.start, []
+    actions, handoffs, refused = simulation.actions, simulation.actions.handoffs, []
 
-    def start_and_try_again(request, destination, transfer="layerwise"):
-        handoff = start(request, destination, transfer)
-        other = 3 - destination  # the other token machine
-        for second_move in (lambda: actions.hand_off(request, other), lambda: actions.migrate(request, other)):
-            with pytest.raises(SimulationError, match="being handed off"):
-                second_move()
-            refused.append(request.id)
-        return handoff
+    class TryingAgain:
+        """The hand-offs, where each start is followed by a second move of the same request."""
 
-    handoffs.start = start_and_try_again
+        def __getattr__(self, name):
+            return getattr(handoffs, name)
+
+        def start(self, request, destination, transfer="layerwise"):
+            handoff = handoffs.start(request, destination, transfer)
+            other = 3 - destination  # the other token machine
+            for second_move in (lambda: actions.hand_off(request, other), lambda: actions.migrate(request, other)):
+                with pytest.raises(SimulationError, match="being handed off"):
+                    second_move()
+                refused.append(request.id)
+            return handoff
+
+    actions.handoffs = TryingAgain()  # the actions start every hand-off
     result = simulation.run()
     assert refused == [0, 0] and not handoffs.in_flight
     assert result.requests.at[0, "status"] == "finished" and handoffs.stats.transferred == 1

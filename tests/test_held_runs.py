@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import build_experiment, memory_utilization, trace_workload
+from conftest import build_experiment, engine_overrides, memory_utilization, trace_workload
 from simulator.engine.run_driver import RunDriver
 from simulator.engine.run_progress import FinishOrder, GapMaxima
 from simulator.runner import Simulation
@@ -46,22 +46,21 @@ def scenario(directory: Path, rows: list[tuple[float, int, int]], fast_forward: 
     return simulation
 
 
-def run_both(tmp_path: Path, rows, monkeypatch: pytest.MonkeyPatch, **options):
+def run_both(tmp_path: Path, rows, **options):
     """Stepping's and fast-forward's results, and how often fast-forward held a run."""
     holds = []
-    original = RunDriver._hold
 
     def counting_hold(self, run, steps):
         holds.append(steps)
-        original(self, run, steps)
+        RunDriver._hold(self, run, steps)
 
-    monkeypatch.setattr(RunDriver, "_hold", counting_hold)
     results = []
-    for fast_forward in (False, True):
-        folder = tmp_path / str(fast_forward)
-        folder.mkdir()
-        simulation = scenario(folder, rows, fast_forward, **options)
-        results.append((simulation, simulation.run()))
+    with engine_overrides(driver={"_hold": counting_hold}):
+        for fast_forward in (False, True):
+            folder = tmp_path / str(fast_forward)
+            folder.mkdir()
+            simulation = scenario(folder, rows, fast_forward, **options)
+            results.append((simulation, simulation.run()))
     return results[0], results[1], holds
 
 
@@ -81,11 +80,11 @@ def full_scheduling_passes(monkeypatch: pytest.MonkeyPatch) -> list:
     return passes
 
 
-def test_an_arrival_is_planned_around_the_held_batch(tmp_path, monkeypatch):
+def test_an_arrival_is_planned_around_the_held_batch(tmp_path):
     """A (100 tokens, 20 out) prefills in [0, 0.25] and decodes from there; C arrives at 1.1 s,
     inside A's step [1.0, 1.25]: that step completes, the next, [1.25, 1.5], holds A's decode and
     C's whole prompt, and C's first token comes at 1.5 s. A's tokens keep their 0.25 s rhythm."""
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)], monkeypatch)
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)])
     assert holds == [4], "the run of A's decodes from 0.25 s was held after its 4 steps ending at 1.25 s"
     for result in (stepped, forwarded):
         a, c = result.requests.sort_values("request_id").to_dict("records")
@@ -100,10 +99,10 @@ def test_an_arrival_is_planned_around_the_held_batch(tmp_path, monkeypatch):
     assert forwarded.summary["tbt_s"]["p99"] == stepped.summary["tbt_s"]["p99"]
 
 
-def test_a_request_that_finishes_in_the_step_planned_around_it(tmp_path, monkeypatch):
+def test_a_request_that_finishes_in_the_step_planned_around_it(tmp_path):
     """A's last token (6 of 6) is the decode of the step planned around the held run: A finishes
     at its end, with C's first token."""
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 6), (1.1, 300, 3)], monkeypatch)
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 6), (1.1, 300, 3)])
     assert holds == [4]
     a, c = forwarded.requests.sort_values("request_id").to_dict("records")
     assert a["finish_s"] == pytest.approx(1.5) == c["first_token_s"]
@@ -112,12 +111,12 @@ def test_a_request_that_finishes_in_the_step_planned_around_it(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("horizon_s", [1.3, 1.5])
-def test_horizon_in_the_step_planned_around_a_held_run(tmp_path, monkeypatch, horizon_s):
+def test_horizon_in_the_step_planned_around_a_held_run(tmp_path, horizon_s):
     """The simulation ends inside (1.3 s) or at the end of (1.5 s) the step planned around the
     held run: requests, busy time and KV use are those of stepping (whose plan allocated the
     step's blocks when it began)."""
     (sim_a, stepped), (sim_b, forwarded), holds = run_both(
-        tmp_path, [(0.0, 95, 40), (0.0, 31, 40), (1.1, 300, 5)], monkeypatch, horizon_s=horizon_s)
+        tmp_path, [(0.0, 95, 40), (0.0, 31, 40), (1.1, 300, 5)], horizon_s=horizon_s)
     assert holds == [4]
     assert stepped.requests.equals(forwarded.requests)
     assert forwarded.summary["utilization"]["kv_peak"] == stepped.summary["utilization"]["kv_peak"]
@@ -130,21 +129,21 @@ def test_horizon_in_the_step_planned_around_a_held_run(tmp_path, monkeypatch, ho
         assert kv.reserved == 0, "every block reserved for the held run was claimed"
 
 
-def test_memory_for_the_held_decodes_is_taken_before_the_newcomer(tmp_path, monkeypatch):
+def test_memory_for_the_held_decodes_is_taken_before_the_newcomer(tmp_path):
     """20 blocks of 16 tokens: A (31 tokens) and B (63) hold 6 blocks and open their next ones
     as they decode; C's 200-token prompt needs 13 and is admitted only while the decodes' blocks
     leave room above the watermark, in fast-forward exactly when in stepping."""
     (_, stepped), (_, forwarded), holds = run_both(
-        tmp_path, [(0.0, 31, 60), (0.0, 63, 60), (0.6, 200, 10)], monkeypatch, blocks=20)
+        tmp_path, [(0.0, 31, 60), (0.0, 63, 60), (0.6, 200, 10)], blocks=20)
     assert holds, "the arrival cut a run short and it was held"
     assert stepped.requests.equals(forwarded.requests)
     assert stepped.summary["events"] == forwarded.summary["events"]
 
 
-def test_whole_prompt_steps_pause_the_held_run(tmp_path, monkeypatch):
+def test_whole_prompt_steps_pause_the_held_run(tmp_path):
     """Without chunked prefill the step after C's arrival is C's prompt alone, [1.25, 1.5]: A waits
     (its gap then is 0.5 s) and C joins A's run at 1.5 s, counting only its own steps."""
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)], monkeypatch,
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)],
                                                    chunked=False)
     assert holds == [4]
     for result in (stepped, forwarded):
@@ -157,33 +156,33 @@ def test_whole_prompt_steps_pause_the_held_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "whole-prompts"])
-def test_newcomers_join_the_run_at_different_steps(tmp_path, monkeypatch, chunked):
+def test_newcomers_join_the_run_at_different_steps(tmp_path, chunked):
     """Arrivals every 0.6 s join a run that never ends between them; each finishes on its own
     count of steps, and the largest gap of each counts only the steps since it joined."""
     rows = [(0.0, 100, 60)] + [(0.35 + 0.6 * k, 40 + 37 * k, 3 + 4 * k) for k in range(6)]
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch, chunked=chunked)
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, chunked=chunked)
     assert len(holds) >= 5
     assert stepped.requests.equals(forwarded.requests)
     assert forwarded.summary["requests"]["completed"] == len(rows)
     assert forwarded.summary["tbt_s"]["mean"] == pytest.approx(stepped.summary["tbt_s"]["mean"], rel=1e-12)
 
 
-def test_runs_are_not_held_when_the_admission_reads_the_batch(tmp_path, monkeypatch):
+def test_runs_are_not_held_when_the_admission_reads_the_batch(tmp_path):
     """Conservative admission sums the running requests' reservations: the run is brought up to
     date for the policy instead."""
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)], monkeypatch,
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, [(0.0, 100, 20), (1.1, 300, 5)],
                                                    admission="conservative")
     assert holds == []
     assert stepped.requests.equals(forwarded.requests)
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "whole-prompts"])
-def test_a_newcomer_not_yet_in_the_run_is_not_left_out_of_the_next_decode(tmp_path, monkeypatch, chunked):
+def test_a_newcomer_not_yet_in_the_run_is_not_left_out_of_the_next_decode(tmp_path, chunked):
     """C's prompt runs while A's run is held; D arrives meanwhile and is rejected (3,000 tokens
     over the 2,048-token budget without chunking; chunked, it takes two steps). The next decode
     must hold C as well as A, although C has not joined A's run yet."""
     rows = [(0.0, 100, 20), (1.1, 300, 5), (1.3, 3000, 5)]
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch, chunked=chunked)
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, chunked=chunked)
     assert holds
     assert stepped.requests.equals(forwarded.requests)
     c = forwarded.requests.sort_values("request_id").iloc[1]
@@ -270,7 +269,7 @@ def test_a_second_arrival_is_planned_beside_the_first_newcomer(tmp_path, monkeyp
     C and D join the run. Times equal stepping's."""
     full_loops = full_scheduling_passes(monkeypatch)
     rows = [(0.0, 100, 20), (1.1, 300, 5), (1.3, 200, 4)]
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch)
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows)
     assert holds == [4]
     forwarding_policy = full_loops[-1][0]  # the second run's (fast-forward's) batch policy
     assert not [t for policy, t in full_loops if policy is forwarding_policy and 1.0 < t < 2.5], \
@@ -292,7 +291,7 @@ def test_a_prompt_in_several_chunks_is_planned_around_the_held_run(tmp_path, mon
     joins it at 2.0 s. Times equal stepping's."""
     full_loops = full_scheduling_passes(monkeypatch)
     rows = [(0.0, 100, 20), (1.1, 5000, 5)]
-    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows, monkeypatch)
+    (_, stepped), (_, forwarded), holds = run_both(tmp_path, rows)
     assert holds == [4]
     forwarding_policy = full_loops[-1][0]
     assert not [t for policy, t in full_loops if policy is forwarding_policy and 1.0 < t < 3.0], \

@@ -93,10 +93,14 @@ def test_gap_buffer_counts_every_gap_and_flushes_in_batches(monkeypatch) -> None
 
     monkeypatch.setattr(gap_buffer, "FLUSH_AT", 10)
     direct, buffered = LogHistogram(), LogHistogram()
-    buffer = gap_buffer.GapBuffer(buffered)
     flushes = []
-    original = buffer._flush_each
-    monkeypatch.setattr(buffer, "_flush_each", lambda: (flushes.append(len(buffer._each_counts)), original()))
+
+    class CountingBuffer(gap_buffer.GapBuffer):
+        def _flush_each(self) -> None:
+            flushes.append(len(self._each_counts))
+            super()._flush_each()
+
+    buffer = CountingBuffer(buffered)
     rng = np.random.default_rng(6)
     for _ in range(12):
         values, count = rng.uniform(0.001, 0.1, size=3), int(rng.integers(1, 5))
@@ -351,7 +355,7 @@ def test_unknown_status_and_extra_collisions_are_refused() -> None:
         run_summary(three_requests(), stats)
 
 
-def test_step_energy_is_summed_in_batches_and_loses_nothing(monkeypatch) -> None:
+def test_step_energy_is_summed_in_batches_and_loses_nothing() -> None:
     """A committed step's joules wait for one vectorised call of the power model; every flush (at
     the batch size, and the one at the end of a run) adds exactly the steps' scalar energies."""
     from simulator.engine.usage import InstanceUsage
@@ -359,11 +363,13 @@ def test_step_energy_is_summed_in_batches_and_loses_nothing(monkeypatch) -> None
     from simulator.metrics.run_stats import InstanceStats
     from simulator.perf.power import PowerModel
 
-    monkeypatch.setattr(InstanceUsage, "ENERGY_BATCH", 4)
+    class SmallBatches(InstanceUsage):
+        ENERGY_BATCH = 4
+
     gpu = DEFAULT_CATALOG.get("gpu", "h100-sxm")
     power = PowerModel(gpu, 2, 500e12, 3e12)
     stats = InstanceStats(0, gpu.name, 2, 989e12, 3.35e12, 2.0, 100)
-    usage = InstanceUsage(stats, power, kv=None)
+    usage = SmallBatches(stats, power, kv=None)
     rng = np.random.default_rng(3)
     steps = [(float(rng.uniform(0.01, 0.2)), float(rng.uniform(0, 4e14)), float(rng.uniform(0, 2e12)))
              for _ in range(10)]

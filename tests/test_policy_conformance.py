@@ -90,8 +90,8 @@ class StepAudit:
 
 def run_audited(experiment) -> tuple[Simulation, Any, StepAudit]:
     audit = StepAudit()
-    simulation = Simulation(experiment)
     with commit_hooks(audit.before, audit.after):
+        simulation = Simulation(experiment)
         result = simulation.run()
     return simulation, result, audit
 
@@ -188,8 +188,8 @@ def test_running_batch_never_exceeds_max_num_seqs(tmp_path: Path, name: str, chu
     def after(instance: Instance, record: CommittedSteps) -> None:
         largest.append(len(instance.queues.running))
 
-    simulation = Simulation(experiment)
     with commit_hooks(after=after):
+        simulation = Simulation(experiment)
         result = simulation.run()
     assert result.summary["requests"]["completed"] == len(rows)
     cap = simulation.cluster.instances[0].setup.limits.max_num_seqs

@@ -153,8 +153,8 @@ def simulate(overrides: dict[str, Any], max_commits: int = MAX_COMMITS) -> tuple
     log: list[CommittedSteps] = []
     with tempfile.TemporaryDirectory() as directory:
         experiment = build_experiment(Path(directory), **overrides)
-        simulation = Simulation(experiment)
         with watched_commits(log, max_commits):
+            simulation = Simulation(experiment)
             result = simulation.run()
     return simulation, result, log
 
@@ -320,9 +320,9 @@ def prefix_experiment(blocks: int, preemption: str, chunked: bool, fast_forward:
 def replay(overrides: dict[str, Any], specs: list[RequestSpec]) -> tuple[Simulation, Any, list[CommittedSteps]]:
     log: list[CommittedSteps] = []
     with tempfile.TemporaryDirectory() as directory:
-        simulation = Simulation(build_experiment(Path(directory), **overrides))
-        simulation.workload = specs  # the engine replays any iterable of RequestSpec
         with watched_commits(log):
+            simulation = Simulation(build_experiment(Path(directory), **overrides))
+            simulation.workload = specs  # the engine replays any iterable of RequestSpec
             result = simulation.run()
     return simulation, result, log
 

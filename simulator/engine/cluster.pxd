@@ -1,0 +1,7 @@
+# Declarations for the compiled build of cluster.py (see simulator/accel.py): its classes become
+# extension types whose attributes are Python objects, read and written without a dictionary.
+# Every attribute the class sets must be declared here (tests/test_accel.py checks).
+
+cdef class Cluster:
+    cdef public object instances, active, _waiters, _capacity_bounds, max_context_tokens, pool
+    cdef public object arrived, arrivals_done, done, sessions, env, router, recorder

@@ -1,0 +1,6 @@
+# Declarations for the compiled build of recorder.py (see simulator/accel.py): its classes become
+# extension types whose attributes are Python objects, read and written without a dictionary.
+# Every attribute the class sets must be declared here (tests/test_accel.py checks).
+
+cdef class RequestRecorder:
+    cdef public object columns
