@@ -167,5 +167,6 @@ def test_declarations_match_the_attributes_their_classes_set(module):
     for name, declared in declared_classes(declarations).items():
         assert name in classes, f"{declarations.name} declares {name}, which {source.name} does not define"
         assert not classes[name].bases, f"{name}: an extension type cannot derive from a Python class"
-        assert declared == attributes_set_by(classes[name]), (
-            f"{declarations.name}: declare exactly the attributes {name} sets")
+        assigned = attributes_set_by(classes[name])
+        assert declared == assigned, (f"{declarations.name}: {name} sets {sorted(assigned - declared)} without "
+                                      f"declaring them; declares {sorted(declared - assigned)} it never sets")
