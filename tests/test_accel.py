@@ -155,14 +155,31 @@ def attributes_set_by(cls: ast.ClassDef) -> set[str]:
     return names
 
 
+DECLARING = [module for module in accel.COMPILED_MODULES
+             if accel.declarations_path(accel.source_path(module)).exists()]
+
+
+def plain_classes(source: Path) -> list[str]:
+    """Classes of a module with no base class and no decorator (not dataclasses, enums or tuples)."""
+    return [node.name for node in ast.parse(source.read_text()).body
+            if isinstance(node, ast.ClassDef) and not node.bases and not node.decorator_list]
+
+
 @pytest.mark.parametrize("module", accel.COMPILED_MODULES)
+def test_every_plain_class_of_a_compiled_module_is_declared(module):
+    """So that none of them is left a slower Python class in the compiled build by oversight."""
+    source = accel.source_path(module)
+    declarations = accel.declarations_path(source)
+    declared = declared_classes(declarations) if declarations.exists() else {}
+    assert set(plain_classes(source)) <= set(declared), f"declare them in {declarations.name}"
+
+
+@pytest.mark.parametrize("module", DECLARING)
 def test_declarations_match_the_attributes_their_classes_set(module):
     """An extension type takes no attribute it does not declare: a ``self.x = ...`` added to a class
     must be declared in its ``.pxd`` too, or only the compiled build would fail."""
     source = accel.source_path(module)
     declarations = accel.declarations_path(source)
-    if not declarations.exists():
-        pytest.skip(f"{module} declares no classes")
     classes = {node.name: node for node in ast.parse(source.read_text()).body if isinstance(node, ast.ClassDef)}
     for name, declared in declared_classes(declarations).items():
         assert name in classes, f"{declarations.name} declares {name}, which {source.name} does not define"
