@@ -3,5 +3,5 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class Cluster:
-    cdef public object instances, active, _waiters, _capacity_bounds, max_context_tokens, pool
-    cdef public object arrived, arrivals_done, done, sessions, env, router, recorder
+    cdef public object env, router, recorder, max_context_tokens, instances, pool, active, arrived
+    cdef public object arrivals_done, done, _waiters, _capacity_bounds, sessions

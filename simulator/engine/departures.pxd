@@ -3,4 +3,4 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class Departures:
-    cdef public object pending, instance
+    cdef public object instance, pending

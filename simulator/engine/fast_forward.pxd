@@ -3,9 +3,9 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class DecodeRun:
-    cdef public object per_offset, prev_end_s, plan, requests, start_s, length, durations_s, ends_s
-    cdef public object work, blocks_added, offset, kv_read_start, joined, first_end_s, joiners
-    cdef public object released_blocks, gaps, finishes
+    cdef public object plan, requests, start_s, length, durations_s, ends_s, work, blocks_added
+    cdef public object offset, per_offset, kv_read_start, first_end_s, prev_end_s, gaps, joiners
+    cdef public object joined, finishes, released_blocks
 
 cdef class RunLedger:
-    cdef public object _work, _added, _used, _steps, _pending, stats, energy_j, total_blocks
+    cdef public object stats, energy_j, total_blocks, _work, _added, _used, _steps, _pending

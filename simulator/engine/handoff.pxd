@@ -3,5 +3,5 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class KVHandoffs:
-    cdef public object _unreserved_blocks, in_flight, stats, env, instances, network, ports
-    cdef public object kv_bytes_per_token, latency_s, num_layers
+    cdef public object env, instances, network, ports, kv_bytes_per_token, latency_s, num_layers
+    cdef public object stats, _unreserved_blocks, in_flight

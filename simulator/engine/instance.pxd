@@ -3,7 +3,7 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class Instance:
-    cdef public object _step_in_flight, _step_work, on_first_token, _kv_actions, queues, id, tag
-    cdef public object _wake, usage, guards, departures, committing_step_s, kv_hooks, runs, process
     cdef public object env, setup, kv, host, cost_model, power, batch_policy, stats, gap_histogram
-    cdef public object on_done, gpu_name, tp, block_size
+    cdef public object on_done, queues, id, gpu_name, tp, block_size, tag, _wake, usage
+    cdef public object _step_in_flight, _step_work, guards, departures, on_first_token
+    cdef public object committing_step_s, kv_hooks, _kv_actions, runs, process

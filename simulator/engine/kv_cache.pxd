@@ -3,5 +3,5 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class KVCache:
-    cdef public object refcount, cached, holdings, _hash_cache, pins, pin_refs, total_blocks
-    cdef public object block_size, watermark_blocks, raw_free, private_total, reserved
+    cdef public object total_blocks, block_size, watermark_blocks, raw_free, refcount, cached
+    cdef public object holdings, private_total, reserved, _hash_cache, pins, pin_refs

@@ -3,7 +3,7 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class Flow:
-    cdef public object finished_s, remaining, rate, started_s, done, cancelled, ports, nbytes
+    cdef public object ports, nbytes, remaining, rate, started_s, finished_s, done, cancelled
 
 cdef class Network:
-    cdef public object bandwidth, flows, env, _advanced_s, _generation, bytes_delivered
+    cdef public object env, bandwidth, flows, _advanced_s, _generation, bytes_delivered

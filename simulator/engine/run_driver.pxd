@@ -3,8 +3,8 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class RunDriver:
-    cdef public object current, wake, _members, held, instance, env, fast_forward, ledger
-    cdef public object cut_steps, through_finishes, _holds
+    cdef public object instance, env, fast_forward, current, ledger, wake, cut_steps
+    cdef public object through_finishes, _members, held, _holds
 
 cdef class Held:
-    cdef public object entries, run, steps, extra, last_end_s
+    cdef public object run, steps, extra, last_end_s, entries

@@ -3,7 +3,7 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class GapMaxima:
-    cdef public object _positions, _values, count
+    cdef public object count, _positions, _values
 
 cdef class FinishOrder:
     cdef public object _heap, _joined

@@ -3,5 +3,5 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class InstancePool:
-    cdef public object states, _provisioned_since, _provisioned_s, scale_ups, scale_downs, changed
-    cdef public object env, instances
+    cdef public object env, instances, states, _provisioned_since, _provisioned_s, scale_ups
+    cdef public object scale_downs, changed

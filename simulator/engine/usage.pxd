@@ -3,4 +3,4 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class InstanceUsage:
-    cdef public object _unpriced, _kv_accounted_s, stats, power, kv
+    cdef public object stats, power, kv, _kv_accounted_s, _unpriced

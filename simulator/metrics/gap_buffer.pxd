@@ -3,4 +3,4 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class GapBuffer:
-    cdef public object _values, _each_values, _each_counts, _each_sizes, histogram
+    cdef public object histogram, _values, _each_values, _each_counts, _each_sizes

@@ -3,4 +3,4 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class TimeSeriesSampler:
-    cdef public object columns, process, max_samples, interval_s, env, instances
+    cdef public object env, instances, interval_s, max_samples, columns, process

@@ -3,5 +3,5 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class InstanceCostModel:
-    cdef public object _dense, _dense_blocks, _heads, _decode_blocks, _last_work, _steps, roofline
-    cdef public object host
+    cdef public object roofline, host, _dense, _dense_blocks, _heads, _decode_blocks, _last_work
+    cdef public object _steps

@@ -3,5 +3,5 @@
 # Every attribute the class sets must be declared here (tests/test_accel.py checks).
 
 cdef class Roofline:
-    cdef public object _efficiencies, peak_flops, compute_flops, hbm_bytes_per_s, model, gpu, tp
-    cdef public object pp, tp_link, pp_link, eff
+    cdef public object model, gpu, tp, pp, tp_link, pp_link, eff, peak_flops, compute_flops
+    cdef public object hbm_bytes_per_s, _efficiencies
