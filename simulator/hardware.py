@@ -270,11 +270,16 @@ class Catalog:
 
     @staticmethod
     def _load(kind: str, path: Path) -> Profile:
-        data = read_yaml_mapping(path, ProfileError)
+        data = read_yaml_mapping(path, ProfileError, shipped=is_shipped(path))
         try:
             return PROFILE_TYPES[kind].model_validate(data)
         except pydantic.ValidationError as err:
             raise ProfileError(condense_validation_error(err, path)) from None
+
+
+def is_shipped(path: Path) -> bool:
+    """Whether ``path`` is one of the files in servesim's own ``hardware_profiles``."""
+    return path.resolve().is_relative_to(CATALOG_ROOT)
 
 
 def _is_path(ref: str) -> bool:

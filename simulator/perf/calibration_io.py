@@ -16,6 +16,7 @@ import yaml
 
 from simulator.atomic import write_text
 from simulator.errors import ProfileError, located
+from simulator.hardware import is_shipped
 from simulator.perf.calibration import OPERATOR_CURVES, GpuCalibration, LinkCurve, ServingOverhead
 from simulator.perf.cost_model import HostOverhead
 from simulator.perf.efficiency import Curve
@@ -79,7 +80,7 @@ def write_calibration(c: GpuCalibration, folder: Path) -> Path:
 
 def read_calibration(path: Path) -> GpuCalibration:
     """Parse one calibration file; any problem is a ``ProfileError`` naming the file and key."""
-    data = read_yaml_mapping(path, ProfileError)
+    data = read_yaml_mapping(path, ProfileError, shipped=is_shipped(path))
     try:
         return _parse(data)
     except (KeyError, TypeError, ValueError) as exc:
