@@ -6,7 +6,7 @@ import math
 
 from simulator.engine.request import Request, RequestSpec, RequestStatus
 from simulator.metrics.recorder import RequestRecorder
-from simulator.metrics.summary import REQUEST_COLUMNS
+from simulator.metrics.summary import REQUEST_COLUMNS, REQUEST_DTYPES
 
 
 def _request(request_id: int) -> Request:
@@ -50,3 +50,16 @@ def test_absent_times_and_labels_are_nan_and_empty():
     row = recorder.to_frame().iloc[0]
     assert row["instance_id"] == -1 and row["reject_reason"] == "too long" and row["session_id"] == ""
     assert all(math.isnan(row[name]) for name in ("first_scheduled_s", "first_token_s", "last_token_s", "finish_s"))
+
+
+def test_the_table_has_the_declared_dtypes_with_rows_and_without():
+    """Numeric columns are converted with their declared dtype (not inferred), so an empty table
+    has them too, and rows come out sorted by request id with their values."""
+    recorder = RequestRecorder()
+    assert dict(recorder.to_frame().dtypes.astype(str)) == REQUEST_DTYPES
+    for request_id in (9, 4):
+        recorder.record(_request(request_id), "finished")
+    frame = recorder.to_frame()
+    assert dict(frame.dtypes.astype(str)) == REQUEST_DTYPES
+    assert list(frame["request_id"]) == [4, 9]
+    assert frame.iloc[0].to_dict() == _expected(_request(4), "finished")
