@@ -15,12 +15,18 @@ import pandas as pd
 from simulator.engine.request import Request
 from simulator.metrics.summary import REQUEST_COLUMNS, REQUEST_DTYPES
 
-_TEXT = ("status", "reject_reason", "tenant", "slo_class", "session_id")
 COLUMN_ORDER = REQUEST_COLUMNS
 
 
 def _time(value: float | None) -> float:
     return math.nan if value is None else value
+
+
+def _column(values: list, dtype: str) -> np.ndarray | pd.Series:
+    """A recorded column as its declared dtype. Told the dtype, numpy converts a list several
+    times faster than pandas infers it (``to_frame`` of a 50k-request table: 55 -> 23 ms); text
+    is kept as Python objects, which pandas 3 would otherwise turn into its string dtype."""
+    return pd.Series(values, dtype=object) if dtype == "object" else np.array(values, dtype=dtype)
 
 
 class RequestRecorder:
@@ -57,11 +63,5 @@ class RequestRecorder:
 
     def to_frame(self) -> pd.DataFrame:
         """The table sorted by request id (arrival order), with stable dtypes."""
-        # numpy converts a list told its dtype several times faster than pandas inferring it (a
-        # 50k-request table: 65 -> 12 ms).
-        frame = pd.DataFrame({name: self.columns[name] if name in _TEXT
-                              else np.array(self.columns[name], dtype=REQUEST_DTYPES[name])
-                              for name in COLUMN_ORDER})
-        for name in _TEXT:
-            frame[name] = frame[name].astype(object)
+        frame = pd.DataFrame({name: _column(self.columns[name], REQUEST_DTYPES[name]) for name in COLUMN_ORDER})
         return frame.sort_values("request_id", kind="stable").reset_index(drop=True)
