@@ -2,9 +2,11 @@
 
 Built-in and third-party policies are found the same way: through the
 entry-point group of their kind (declared in a package's pyproject.toml),
-loaded lazily the first time a registry is asked for a name. Importing a
-policy module also registers it through the decorator. A name registered
-twice with different classes is an error, never a silent override.
+loaded lazily: asked for a name, a registry loads that name's entry points
+only (a run imports the policies it uses, not every plugin installed); asked
+for all names, it loads them all. Importing a policy module also registers it
+through the decorator. A name registered twice with different classes is an
+error, never a silent override.
 
 A configuration never makes servesim import code on its own: a name that
 looks like a dotted path (``mypkg.module:Class``) is refused unless the user
@@ -54,7 +56,8 @@ class Registry(Generic[T]):
         self.kind = kind
         self.group = group
         self._classes: dict[str, type[T]] = {}
-        self._entry_points_loaded = False
+        self._entry_points_loaded = False  # all of them
+        self._names_loaded: set[str] = set()  # those of these names
 
     def register(self, name: str):
         """Class decorator: ``@ROUTERS.register("jsq")``."""
@@ -71,11 +74,17 @@ class Registry(Generic[T]):
                                 f"{cls.__module__}.{cls.__qualname__})")
         self._classes[name] = cls
 
-    def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
+    def _load_entry_points(self, name: str | None = None) -> None:
+        """Load the group's entry points (``name``: those of that name only), each set once."""
+        if self._entry_points_loaded or name in self._names_loaded:
             return
-        self._entry_points_loaded = True
-        for ep in sorted(entry_points(group=self.group), key=lambda e: e.name):
+        if name is None:
+            self._entry_points_loaded = True
+            selected = entry_points(group=self.group)
+        else:
+            self._names_loaded.add(name)
+            selected = entry_points(group=self.group, name=name)
+        for ep in sorted(selected, key=lambda e: e.name):
             self._add(ep.name, ep.load())
 
     def names(self) -> list[str]:
@@ -85,7 +94,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> type[T]:
         if is_import_path(name):
             return self._import(name)
-        self._load_entry_points()
+        self._load_entry_points(name)
         try:
             return self._classes[name]
         except KeyError:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -150,6 +152,17 @@ def test_every_built_in_policy_and_reader_is_a_declared_entry_point() -> None:
                 continue  # registered by a test module
             assert name in points, f"{group}: '{name}' is registered but not declared in pyproject.toml"
             assert points[name] == f"{cls.__module__}:{cls.__qualname__}", (group, name)
+
+
+def test_asking_for_one_name_loads_only_its_entry_points() -> None:
+    """A run imports the policies it names, not every module of the group (nor a broken plugin)."""
+    code = ("import sys; from simulator.registry import ROUTERS; ROUTERS.get('jsq'); "
+            "print(sorted(m for m in sys.modules if m.startswith('policies.'))); "
+            "ROUTERS.names(); print('policies.routing.simple' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    loaded, after_names = out.stdout.splitlines()
+    assert loaded == str(["policies.routing", "policies.routing.jsq", "policies.routing.load"])
+    assert after_names == "True"
 
 
 def test_import_paths_are_refused_without_the_opt_in(tmp_path: Path) -> None:
