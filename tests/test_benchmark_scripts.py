@@ -25,6 +25,7 @@ def test_startup_benchmark_times_fresh_processes(tmp_path):
     assert 0 < row["min_s"] <= row["wall_s"] <= row["max_s"]
     assert row["profiles"] > 10  # every GPU, CPU, link, node and model profile was loaded
     assert "target 1.0 s" in done.stdout
+    assert row["python"].startswith("CPython 3.") and row["python"] in done.stdout
 
 
 def test_startup_benchmark_refuses_zero_repeats():
@@ -40,6 +41,9 @@ def test_scale_benchmark_writes_the_documented_row(tmp_path):
     assert SIMULATION_KEYS <= row.keys()
     assert (row["benchmark"], row["case"], row["requests"]) == ("scale", "10k", 10_000)
     assert row["build"].startswith(("compiled (", "pure Python")) and row["build"] in done.stdout
+    # The interpreter that ran it, down to how libpython is linked (where /proc tells).
+    assert row["python"].startswith("CPython 3.") and row["python"] in done.stdout
+    assert str(Path(sys.executable).resolve()) in row["python"]
     # The JSON rounds wall_s to milliseconds; the rate was computed before rounding.
     assert abs(row["requests_per_wall_s"] * row["wall_s"] / row["requests"] - 1) < 0.01
 

@@ -5,8 +5,9 @@ peak RSS is its own (``--repeats N``: N times, reporting the median run, the
 lower middle one for an even N, with the fastest and slowest). Prints
 one line per case and optionally writes a JSON list of ``{"benchmark", "case",
 "requests", "wall_s", "requests_per_wall_s", "cpu_s", "requests_per_cpu_s",
-"steps_per_s", "peak_rss_mb", "repeats", "min_s", "max_s", "build"}`` (``build``: whether the
-engine's hot modules ran compiled, see ``simulator.accel``). CPU seconds
+"steps_per_s", "peak_rss_mb", "repeats", "min_s", "max_s", "build", "python"}`` (``build``: whether
+the engine's hot modules ran compiled, see ``simulator.accel``; ``python``: the interpreter, see
+``interpreter_description``: how it was built changes the timings by a fifth). CPU seconds
 are the process's own, so they stay comparable when other jobs share the
 machine (wall time then grows, CPU time barely).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import platform
 import resource
 import statistics
 import sys
@@ -44,6 +46,24 @@ def poisson_trace(lengths: pd.DataFrame, requests: int, rate_per_s: float, seed:
     return path
 
 
+def interpreter_description() -> str:
+    """The running interpreter: version, executable, and whether it runs from a shared libpython.
+
+    Builds of the same CPython version differ in speed: one configured with ``--enable-shared``
+    and without profile-guided optimisation (pyenv's default) ran servesim about 1.2x slower than
+    Debian's statically linked ``/usr/bin/python3.11`` (see the README's Performance section).
+    Whether libpython is shared is read from the process's memory map, where the system has one;
+    sysconfig cannot say (Debian's static binary reports its shared sibling's configuration).
+    """
+    maps = Path("/proc/self/maps")
+    linkage = ""
+    if maps.exists():
+        shared = "libpython" in maps.read_text()
+        linkage = ", libpython shared" if shared else ", libpython static"
+    executable = Path(sys.executable).resolve()
+    return f"{platform.python_implementation()} {platform.python_version()} ({executable}{linkage})"
+
+
 def _child(experiment: dict[str, Any], queue) -> None:
     from simulator.accel import build_description
     from simulator.config import resolve, validate
@@ -59,7 +79,8 @@ def _child(experiment: dict[str, Any], queue) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"requests": result.summary["requests"]["arrived"], "wall_s": wall, "cpu_s": cpu,
                "steps": result.summary["sim"]["steps"], "peak_rss_mb": peak_mb,
-               "completed": result.summary["requests"]["completed"], "build": build_description()})
+               "completed": result.summary["requests"]["completed"], "build": build_description(),
+               "python": interpreter_description()})
 
 
 def _run_once(experiment: dict[str, Any]) -> dict[str, Any]:
@@ -84,12 +105,13 @@ def run_case(benchmark: str, case: str, experiment: dict[str, Any], repeats: int
            "steps_per_s": round(out["steps"] / out["wall_s"], 1),
            "peak_rss_mb": round(max(run["peak_rss_mb"] for run in runs), 1),
            "repeats": repeats, "min_s": round(min(walls), 3), "max_s": round(max(walls), 3),
-           "build": out["build"]}
+           "build": out["build"], "python": out["python"]}
     spread = f"  (median of {repeats}: {row['min_s']:.2f}-{row['max_s']:.2f} s)" if repeats > 1 else ""
     print(f"{benchmark:22s} {case:14s} {row['requests']:>9,d} req  {row['wall_s']:8.2f} s  "
           f"{row['requests_per_wall_s']:>10,.0f} req/s  (cpu {row['cpu_s']:.2f} s, "
           f"{row['requests_per_cpu_s']:,.0f} req/cpu-s)  {row['steps_per_s']:>10,.0f} steps/s  "
           f"{row['peak_rss_mb']:7.0f} MB  ({out['completed']:,d} completed, {out['build']}){spread}", flush=True)
+    print(f"{'':22s} {case:14s} python: {out['python']}", flush=True)
     return row
 
 

@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import interpreter_description
+
 TARGET_S = 1.0
 
 # Runs in the fresh interpreter; prints the seconds from before the first import to the end.
@@ -56,10 +58,11 @@ def main() -> None:
     print(f"startup  import + catalog ({runs[0][1]} profiles) + calibrations: median {median:.3f} s "
           f"over {args.repeats} fresh processes (min {min(seconds):.3f}, max {max(seconds):.3f}); "
           f"target {TARGET_S:.1f} s: {'met' if median < TARGET_S else 'NOT met'}")
+    print(f"         python: {interpreter_description()}")
     if args.json:
         row = {"benchmark": "startup", "case": "import_catalog", "wall_s": round(median, 3),
                "min_s": round(min(seconds), 3), "max_s": round(max(seconds), 3), "repeats": args.repeats,
-               "profiles": runs[0][1]}
+               "profiles": runs[0][1], "python": interpreter_description()}
         args.json.write_text(json.dumps([row], indent=2) + "\n")
 
 
