@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import build_experiment, engine_overrides, memory_utilization, trace_workload
@@ -304,3 +304,42 @@ def test_a_prompt_in_several_chunks_is_planned_around_the_held_run(tmp_path, mon
     assert stepped.requests.equals(forwarded.requests)
     assert stepped.summary["sim"]["steps"] == forwarded.summary["sim"]["steps"]
     assert forwarded.summary["tbt_s"]["mean"] == pytest.approx(stepped.summary["tbt_s"]["mean"], rel=1e-12)
+
+
+def _assert_entries_are_the_batch(entries, requests, where: str) -> None:
+    assert [request for request, _ in entries] == requests, f"{where}: the plan's entries are not the batch"
+    assert all(request is member for (request, _), member in zip(entries, requests)), where
+    assert all(tokens == 1 for _, tokens in entries), f"{where}: a decode computes one token"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(st.floats(0.0, 2.0), st.integers(1, 600), st.sampled_from([1, 2, 3, 5, 8, 13, 21])),
+                     min_size=2, max_size=20),
+       chunked=st.booleans())
+def test_every_decode_plan_lists_its_batch(tmp_path_factory, rows, chunked):
+    """A decode run's plan (what ``on_step_end`` hands the policy) and a held run's decodes list
+    exactly the batch they stand for, one token each, in its order: the entries of a segment
+    and of a held run are carried over from the one before (less its finishers, plus those
+    joining) rather than built afresh, so this checks the carrying over, through holds, joins
+    and finishes, one at a time in a large batch or many at once (outputs here are few and
+    often equal: ``split_finishing`` takes the two apart differently)."""
+    seen = {"runs": 0, "held": 0, "largest": 0}
+
+    def checking_commit(self, run, steps):
+        _assert_entries_are_the_batch(run.plan.entries, run.requests, "a run's plan")
+        seen["runs"] += 1
+        seen["largest"] = max(seen["largest"], len(run.requests))
+        RunDriver.commit(self, run, steps)
+
+    def checking_held_decodes(self):
+        held = RunDriver.held_decodes(self)
+        if held is not None:
+            _assert_entries_are_the_batch(held.entries, self.held.run.requests, "a held run's decodes")
+            seen["held"] += 1
+        return held
+
+    with engine_overrides(driver={"commit": checking_commit, "held_decodes": checking_held_decodes}):
+        result = scenario(tmp_path_factory.mktemp("entries"), sorted(rows), True, chunked=chunked).run()
+    assert result.summary["requests"]["completed"] == len(rows)
+    event(f"runs committed: {seen['runs'] > 0}, held decodes planned: {seen['held'] > 0}")
+    event(f"a run of more than 8 requests: {seen['largest'] > 8}")

@@ -320,7 +320,8 @@ def run_costs(shape: StepShape, batch: int, length: int, cost_model) -> tuple[li
 
 def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Request],
                  kv: KVCache, cost_model, *, first_step: int | None = None, start_s: float | None = None,
-                 prev_end_s: float | None = None, joining: list[Request] = ()) -> DecodeRun | None:
+                 prev_end_s: float | None = None, joining: list[Request] = (),
+                 survivor_entries: tuple | None = None) -> DecodeRun | None:
     """The segment that continues ``run`` with ``survivors`` after ``finished`` left, or None.
 
     The blocks the run's steps so far implied are reserved in the cache already (see
@@ -330,7 +331,8 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     that join the run here (after steps planned around it: ``start_s`` and ``prev_end_s`` are
     then when the segment starts and when the run's last step ended). The segment lasts until
     the next request finishes (the run's ``next_finish``, or a joiner's finish if sooner), memory
-    runs out or the run reaches ``MAX_RUN_STEPS`` in all.
+    runs out or the run reaches ``MAX_RUN_STEPS`` in all. ``survivor_entries``: the survivors'
+    plan entries, ``(request, 1)`` in their order, when the caller has them (see ``split_finishing``).
     """
     fewest = run.next_finish
     if first_step is None:
@@ -358,7 +360,13 @@ def next_segment(run: DecodeRun, finished: list[Request], survivors: list[Reques
     # The shape a plan of these decodes would have (its pairs a float sum, as the builder keeps them).
     context = kv_read + batch * first_step
     shape = StepShape(batch, batch, batch, float(context), context)
-    plan = StepPlan(tuple(zip(requests, repeat(1))), shape, decodes=batch)
+    if survivor_entries is None:
+        entries = tuple(zip(requests, repeat(1)))
+    elif joining:
+        entries = survivor_entries + tuple(zip(joining, repeat(1)))
+    else:
+        entries = survivor_entries
+    plan = StepPlan(entries, shape, decodes=batch)
     durations, work = run_costs(shape, batch, length, cost_model)
     segment = DecodeRun(plan, requests, start_s, length, durations, work, _cut(added, length), continues=run)
     segment.offset, segment.per_offset, segment.kv_read_start = first_step, per_offset, kv_read

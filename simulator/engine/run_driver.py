@@ -23,7 +23,6 @@ the aggregate) or the run ends.
 
 from __future__ import annotations
 
-from itertools import repeat
 from typing import TYPE_CHECKING
 
 import simpy
@@ -212,8 +211,6 @@ class RunDriver:
             return None
         run, step = held.run, held.steps_done  # the run's step this would be, counted from its start
         per_offset = run.per_offset
-        if held.entries is None:
-            held.entries = tuple(zip(run.requests, repeat(1)))
         return HeldDecodes(run.requests, run.kv_read_start + len(run.requests) * step,
                            per_offset[(step - 1) % len(per_offset)], held.entries)
 
@@ -238,11 +235,10 @@ class RunDriver:
         if run.next_finish > total:
             return []
         instance = self.instance
-        finishing, survivors = split_finishing(run, total)
+        finishing, survivors, held.entries = split_finishing(run, total, held.entries)
         finished, _ = advance(finishing, run, held.steps, instance.kv, instance.gap_histogram, held.extra, end)
         run.kv_read_start = shift_frame(run.per_offset, run.kv_read_start, finished, total, instance.kv.block_size, -1)
         run.requests = survivors
-        held.entries = None  # the next held step's entries are the survivors'
         self._members = None
         if not survivors:
             self.held = None
@@ -266,7 +262,7 @@ class RunDriver:
             instance = self.instance
             segment = next_segment(run, [], run.requests, instance.kv, instance.cost_model,
                                    first_step=held.steps_done, start_s=self.env.now, prev_end_s=held.last_end_s,
-                                   joining=joining)
+                                   joining=joining, survivor_entries=held.entries)
         if segment is None:
             self.release_held()
             return None
@@ -313,7 +309,7 @@ class RunDriver:
         """
         instance = self.instance
         kv, histogram = instance.kv, instance.gap_histogram
-        finishing, survivors = split_finishing(run)
+        finishing, survivors, survivor_entries = split_finishing(run)
         end = float(run.ends_s[-1])
         self._reserve_implied(run, run.length)
         close_segment(run, run.length, histogram)
@@ -323,7 +319,8 @@ class RunDriver:
         instance.steps_committed(run.plan, run.length, finished, end, check=False)
         segment = None
         if finished and survivors and self._may_continue():
-            segment = next_segment(run, finished, survivors, kv, instance.cost_model)
+            segment = next_segment(run, finished, survivors, kv, instance.cost_model,
+                                   survivor_entries=survivor_entries)
         self.current = segment
         if segment is None:
             # The run ends here: bring the survivors up to date (their gaps are counted above).
@@ -360,13 +357,13 @@ class RunDriver:
 class Held:
     """A decode run cut short and held: its segment, the steps of it that ran, the steps planned
     around it since (``extra``), when the last of them ended, and the plan entries of its
-    decodes (the segment's own until a request of it finishes; None: to be built)."""
+    decodes (the segment's own, less those of the requests that finish while it is held)."""
 
     __slots__ = ("run", "steps", "extra", "last_end_s", "entries")
 
     def __init__(self, run: DecodeRun, steps: int, last_end_s: float) -> None:
         self.run, self.steps, self.extra, self.last_end_s = run, steps, 0, last_end_s
-        self.entries: tuple[tuple[Request, int], ...] | None = run.plan.entries
+        self.entries: tuple[tuple[Request, int], ...] = run.plan.entries
 
     @property
     def steps_done(self) -> int:
