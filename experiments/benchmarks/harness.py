@@ -7,7 +7,7 @@ one line per case and optionally writes a JSON list of ``{"benchmark", "case",
 "requests", "wall_s", "requests_per_wall_s", "cpu_s", "requests_per_cpu_s",
 "steps_per_s", "peak_rss_mb", "repeats", "min_s", "max_s", "build", "python"}`` (``build``: whether
 the engine's hot modules ran compiled, see ``simulator.accel``; ``python``: the interpreter, see
-``interpreter_description``: how it was built changes the timings by a fifth). CPU seconds
+``interpreter_description``: how it was built changed the timings 1.1-1.45x). CPU seconds
 are the process's own, so they stay comparable when other jobs share the
 machine (wall time then grows, CPU time barely).
 """
@@ -50,7 +50,7 @@ def interpreter_description() -> str:
     """The running interpreter: version, executable, and whether it runs from a shared libpython.
 
     Builds of the same CPython version differ in speed: one configured with ``--enable-shared``
-    and without profile-guided optimisation (pyenv's default) ran servesim about 1.2x slower than
+    and without profile-guided optimisation (pyenv's default) ran servesim 1.1-1.45x slower than
     Debian's statically linked ``/usr/bin/python3.11`` (see the README's Performance section).
     Whether libpython is shared is read from the process's memory map, where the system has one;
     sysconfig cannot say (Debian's static binary reports its shared sibling's configuration).

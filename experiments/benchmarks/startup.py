@@ -55,14 +55,15 @@ def main() -> None:
     runs = [measure_once(repo) for _ in range(args.repeats)]
     seconds = [s for s, _ in runs]
     median = statistics.median(seconds)
+    python = interpreter_description()
     print(f"startup  import + catalog ({runs[0][1]} profiles) + calibrations: median {median:.3f} s "
           f"over {args.repeats} fresh processes (min {min(seconds):.3f}, max {max(seconds):.3f}); "
           f"target {TARGET_S:.1f} s: {'met' if median < TARGET_S else 'NOT met'}")
-    print(f"         python: {interpreter_description()}")
+    print(f"         python: {python}")
     if args.json:
         row = {"benchmark": "startup", "case": "import_catalog", "wall_s": round(median, 3),
                "min_s": round(min(seconds), 3), "max_s": round(max(seconds), 3), "repeats": args.repeats,
-               "profiles": runs[0][1], "python": interpreter_description()}
+               "profiles": runs[0][1], "python": python}
         args.json.write_text(json.dumps([row], indent=2) + "\n")
 
 
