@@ -91,6 +91,31 @@ def test_binaries_whose_sources_changed_or_are_unrecorded_go_to_source(tmp_path)
         [], ["fakepkg_accel.fresh", "fakepkg_accel.stale", "fakepkg_accel.unrecorded"])
 
 
+def test_binaries_using_the_types_of_a_module_run_from_source_with_it(tmp_path):
+    """A binary built against another module's extension types fails to import beside that module's
+    source, so it follows it to source, and so do the modules built against it."""
+    manifest: dict[str, str] = {}
+    modules = fake_package(tmp_path, manifest)
+    package, suffix = tmp_path / "fakepkg_accel", importlib.machinery.EXTENSION_SUFFIXES[0]
+    for name, cimports in (("uses_stale", "stale"), ("uses_user", "uses_stale"), ("uses_fresh", "fresh")):
+        (package / f"{name}.py").write_text("")
+        (package / f"{name}.pxd").write_text(f"from fakepkg_accel.{cimports} cimport A\n")
+        (package / f"{name}{suffix}").write_bytes(b"")
+        manifest[f"fakepkg_accel.{name}"] = accel.source_digest(package / f"{name}.py")
+    modules += ("fakepkg_accel.uses_stale", "fakepkg_accel.uses_user", "fakepkg_accel.uses_fresh")
+    assert accel.cimported_modules("fakepkg_accel.uses_user", tmp_path) == {"fakepkg_accel.uses_stale"}
+    compiled, to_source = accel.sort_modules(manifest, tmp_path, modules=modules)
+    assert compiled == ["fakepkg_accel.fresh", "fakepkg_accel.uses_fresh"]
+    assert to_source == ["fakepkg_accel.stale", "fakepkg_accel.unrecorded", "fakepkg_accel.uses_stale",
+                         "fakepkg_accel.uses_user"]
+
+
+def test_the_declared_cimports_name_compiled_modules():
+    """Every module a declaration takes types from is itself compiled (else its dependents never could be)."""
+    for module in accel.COMPILED_MODULES:
+        assert accel.cimported_modules(module) <= set(accel.COMPILED_MODULES), module
+
+
 def test_stale_binaries_run_from_source_with_one_warning(tmp_path, monkeypatch):
     manifest: dict[str, str] = {}
     modules = fake_package(tmp_path, manifest)
@@ -140,7 +165,7 @@ def declared_classes(declarations: Path) -> dict[str, set[str]]:
     for line in declarations.read_text().splitlines():
         if match := re.fullmatch(r"cdef class (\w+):", line.strip()):
             attributes = classes.setdefault(match[1], set())
-        elif match := re.fullmatch(r"cdef public object (.+)", line.strip()):
+        elif match := re.fullmatch(r"cdef public [\w.]+ (.+)", line.strip()):  # object, list, KVCache, ...
             attributes.update(name.strip() for name in match[1].split(","))
     return classes
 

@@ -1,6 +1,11 @@
 # Declarations for the compiled build of departures.py (see simulator/accel.py): its classes become
-# extension types whose attributes are Python objects, read and written without a dictionary.
-# Every attribute the class sets must be declared here (tests/test_accel.py checks).
+# extension types whose attributes are kept in the instance, read and written without a dictionary.
+# Every attribute the class sets must be declared here (tests/test_accel.py checks). Links to other
+# engine objects and plain lists, dicts and sets carry their type: compiled code reads through them
+# without a lookup, and assigning another type to them raises TypeError.
+
+from simulator.engine.instance cimport Instance
 
 cdef class Departures:
-    cdef public object instance, pending
+    cdef public dict pending
+    cdef public Instance instance

@@ -1,9 +1,13 @@
 # Declarations for the compiled build of run_progress.py (see simulator/accel.py): its classes become
-# extension types whose attributes are Python objects, read and written without a dictionary.
-# Every attribute the class sets must be declared here (tests/test_accel.py checks).
+# extension types whose attributes are kept in the instance, read and written without a dictionary.
+# Every attribute the class sets must be declared here (tests/test_accel.py checks). Links to other
+# engine objects and plain lists, dicts and sets carry their type: compiled code reads through them
+# without a lookup, and assigning another type to them raises TypeError.
 
 cdef class GapMaxima:
-    cdef public object count, _positions, _values
+    cdef public object count
+    cdef public list _positions, _values
 
 cdef class FinishOrder:
-    cdef public object _heap, _joined
+    cdef public object _joined
+    cdef public list _heap
