@@ -11,7 +11,7 @@ Most are declared Python objects; the links between engine objects (an
 instance's queues, KV cache, run driver; a run's finish order) and attributes
 that always hold a list, dict or set are declared with that type, so compiled
 code also reads ``self.queues.running`` or ``len(self._values)`` without a
-lookup (about 3.5% fewer instructions on the scale benchmark). Values and
+lookup (3.1-3.6% fewer instructions on the scale benchmark). Values and
 behaviour stay the same, except that an instance takes no attribute its class
 does not declare, a typed attribute takes nothing but its type or None
 (TypeError otherwise), and the class takes no monkeypatching (tests subclass
