@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import simpy
 
 from simulator.engine.instance import Instance
-from simulator.engine.request import Request, RequestSpec, RequestStatus
+from simulator.engine.request import FINISHED, REJECTED, Request, RequestSpec
 from simulator.engine.session import SessionSpec
 from simulator.engine.workflow import SessionRunner
 from simulator.errors import SimulationError
@@ -146,7 +146,7 @@ class Cluster:
 
     # ------------------------------------------------------------ completion
     def reject(self, request: Request, reason: str) -> None:
-        request.status = RequestStatus.REJECTED
+        request.status = REJECTED
         request.reject_reason = reason
         self.request_done(request)
 
@@ -154,7 +154,7 @@ class Cluster:
         """Record a finished or rejected request (called by instances and by ``reject``)."""
         if self.active.pop(request.id, None) is None:
             raise SimulationError(f"request {request.id} ended twice")
-        self.recorder.record(request, "finished" if request.status is RequestStatus.FINISHED
+        self.recorder.record(request, "finished" if request.status is FINISHED
                              else "rejected")
         waiter = self._waiters.pop(request.id, None)
         if waiter is not None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import RUNNING, Request, SWAPPED, TRANSFERRING
 from simulator.errors import SimulationError
 
 if TYPE_CHECKING:
@@ -66,14 +66,14 @@ class Departures:
         queues = self.instance.queues
         # Before _bring_back_from_host resets computed tokens: the queue counted them as computed.
         queues.pending_tokens -= request.pending_compute_tokens
-        if request.status is RequestStatus.RUNNING:
+        if request.status is RUNNING:
             queues.running.remove(request)
-        elif request.status is RequestStatus.SWAPPED:
+        elif request.status is SWAPPED:
             queues.swapped.remove(request)
             self._bring_back_from_host(request)
         else:
             queues.waiting.remove(request)
-        request.status = RequestStatus.TRANSFERRING
+        request.status = TRANSFERRING
         request.instance_id = None
 
     def _bring_back_from_host(self, request: Request) -> None:
@@ -94,7 +94,7 @@ def adopt(instance: Instance, request: Request) -> None:
     every token it has computed; a request that arrives with no KV (computed
     tokens 0) joins the waiting queue instead, like a fresh arrival.
     """
-    if request.status is not RequestStatus.TRANSFERRING:
+    if request.status is not TRANSFERRING:
         raise SimulationError(f"request {request.id} is {request.status.value}, not in transfer")
     kv = instance.kv
     if request.computed_tokens == 0:
@@ -109,7 +109,7 @@ def adopt(instance: Instance, request: Request) -> None:
                               f"its {request.computed_tokens} computed tokens")
     queues = instance.queues
     request.instance_id = instance.id
-    request.status = RequestStatus.RUNNING
+    request.status = RUNNING
     request.admitted_seq = queues.next_admission()
     queues.running.append(request)
     queues.pending_tokens += request.pending_compute_tokens

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import REJECTED, Request, WAITING
 from simulator.engine.step import StepPlan
 from simulator.errors import SimulationError
 
@@ -96,7 +96,7 @@ def resolve_stall(instance: Instance) -> bool:
         f"{request.known_tokens} tokens, {kv.free_blocks} free of {kv.total_blocks} "
         f"(watermark {kv.watermark_blocks}), step budget {instance.setup.limits.max_batched_tokens} tokens")
     queues.drop_waiting(request)
-    request.status = RequestStatus.REJECTED
+    request.status = REJECTED
     instance.on_done(request)
     return True
 
@@ -120,6 +120,6 @@ def _recompute_swapped(instance: Instance, request: Request) -> None:
     lost = request.computed_tokens
     request.recomputed_tokens += lost
     request.computed_tokens = 0
-    request.status = RequestStatus.WAITING
+    request.status = WAITING
     instance.queues.waiting.appendleft(request)
     instance.queues.pending_tokens += lost

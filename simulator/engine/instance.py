@@ -14,13 +14,16 @@ from typing import Callable
 
 import simpy
 
-from simulator.engine.departures import Departures, adopt
-from simulator.engine.guards import Guards, resolve_stall
+# The instance's departures, guards and run driver keep a typed link back to it (their .pxd files):
+# compiled, importing one of their modules first imports this one before that module's body has
+# run. Their names are therefore read from the modules when used, not bound at import.
+from simulator.engine import departures as _departures
+from simulator.engine import guards as _guards
+from simulator.engine import run_driver as _run_driver
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
-from simulator.engine.request import Request, RequestStatus
-from simulator.engine.run_driver import RunDriver
+from simulator.engine.request import FINISHED, Request
 from simulator.engine.step import StepBuilder, StepLimits, StepPlan
 from simulator.engine.usage import InstanceUsage
 from simulator.metrics.gap_buffer import GapBuffer
@@ -73,14 +76,14 @@ class Instance:
         self.usage = InstanceUsage(stats, power, kv)  # busy time, work, energy, KV occupancy
         self._step_in_flight: tuple[StepPlan, float, float] | None = None  # (plan, start, duration)
         self._step_work: tuple[object, tuple] = (None, (0.0, 0.0))  # (shape, its FLOPs and bytes)
-        self.guards = Guards(self)
-        self.departures = Departures(self)
+        self.guards = _guards.Guards(self)
+        self.departures = _departures.Departures(self)
         self.on_first_token: Callable[[Request], None] | None = None
         self.committing_step_s = (0.0, 0.0)
         # Workflow KV retention (simulator.engine.retention); None: plain prefix caching.
         self.kv_hooks = None
         self._kv_actions: list[Callable[[], None]] = []
-        self.runs = RunDriver(self, setup.fast_forward)  # fast-forward: decode runs in place of steps
+        self.runs = _run_driver.RunDriver(self, setup.fast_forward)  # fast-forward: decode runs in place of steps
         self.process = env.process(self._run())
 
     # ------------------------------------------------------- InstanceView API
@@ -157,7 +160,7 @@ class Instance:
 
     def adopt(self, request: Request) -> None:
         """Take in a request whose KV the caller reserved here (see departures)."""
-        adopt(self, request)
+        _departures.adopt(self, request)
 
     def defer_kv_action(self, action: Callable[[], None]) -> None:
         """Run ``action`` (a change of KV outside any request) now if idle, else at the next step boundary.
@@ -253,7 +256,7 @@ class Instance:
         """After a decode run's steps are committed: release the finished requests, count the steps
         and tell the policy, as a single step's commit does."""
         for request in finished:
-            request.status = RequestStatus.FINISHED
+            request.status = FINISHED
         self.queues.pending_tokens -= len(finished)
         if finished:
             self.queues.remove_finished(finished)
@@ -297,7 +300,7 @@ class Instance:
         # A held run's decodes lead the plan: the run driver brings those requests up to date.
         finished: list[Request] = self.runs.step_held(end) if plan.held else []
         for request in finished:
-            request.status = RequestStatus.FINISHED
+            request.status = FINISHED
         queues.pending_tokens -= len(finished)
         gaps: list[float] = []
         for request, tokens in (plan.entries[plan.held:] if plan.held else plan.entries):
@@ -313,7 +316,7 @@ class Instance:
                     request.max_token_gap_s = gap
                 request.last_token_s = end
                 if request.generated_tokens >= request.output_tokens:
-                    request.status = RequestStatus.FINISHED
+                    request.status = FINISHED
                     request.finish_s = end
                     finished.append(request)
                     queues.pending_tokens -= 1
@@ -365,7 +368,7 @@ class Instance:
                 request.max_token_gap_s = gap
         request.last_token_s = end
         if request.generated_tokens >= request.output_tokens:
-            request.status = RequestStatus.FINISHED
+            request.status = FINISHED
             request.finish_s = end
             finished.append(request)
         else:
@@ -389,5 +392,5 @@ class Instance:
         self.guards.check(now)
 
     def _resolve_stall(self) -> bool:
-        return resolve_stall(self)
+        return _guards.resolve_stall(self)
 

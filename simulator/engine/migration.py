@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import simpy
 
 from simulator.engine.links import Flow
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import RUNNING, Request
 from simulator.errors import SimulationError
 
 COMPLETED = "completed"
@@ -119,7 +119,7 @@ class Migrator:
     def migrate(self, request: Request, destination: int, settings: MigrationSettings | None = None) -> simpy.Event:
         """Start moving a running request to ``destination``; the event's value is its ``MigrationRecord``."""
         source = request.instance_id
-        if request.status is not RequestStatus.RUNNING or source is None:
+        if request.status is not RUNNING or source is None:
             raise SimulationError(f"only a running request can migrate; {request!r} is {request.status.value}")
         if not 0 <= destination < len(self.instances) or destination == source:
             raise SimulationError(f"request {request.id} cannot migrate from instance {source} to {destination}")
@@ -212,7 +212,7 @@ class _Attempt:
         request = self.request
         if request.is_done:
             raise _Aborted(ABORT_FINISHED)
-        if (request.num_preemptions != self.preemptions or request.status is not RequestStatus.RUNNING
+        if (request.num_preemptions != self.preemptions or request.status is not RUNNING
                 or request.instance_id != self.source.id):
             raise _Aborted(ABORT_PREEMPTED)
         self._check_destination()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import RUNNING, Request, SWAPPED, WAITING
 from simulator.errors import SimulationError
 
 
@@ -33,7 +33,7 @@ class InstanceQueues:
         return bool(self.waiting or self.running or self.swapped)
 
     def enqueue(self, request: Request) -> None:
-        request.status = RequestStatus.WAITING
+        request.status = WAITING
         self.waiting.append(request)
         self.pending_tokens += request.pending_compute_tokens
 
@@ -41,11 +41,11 @@ class InstanceQueues:
         """Move a waiting or swapped request into the running batch."""
         if self.waiting and self.waiting[0] is request:
             self.waiting.popleft()
-        elif request.status is RequestStatus.SWAPPED:
+        elif request.status is SWAPPED:
             self.swapped.remove(request)
         else:
             self.waiting.remove(request)
-        request.status = RequestStatus.RUNNING
+        request.status = RUNNING
         request.admitted_seq = self.next_admission()
         self.running.append(request)
 
@@ -57,13 +57,13 @@ class InstanceQueues:
     def requeue_front(self, request: Request, lost_tokens: int) -> None:
         """A recompute victim goes back to the head of the waiting queue."""
         self.running.remove(request)
-        request.status = RequestStatus.WAITING
+        request.status = WAITING
         self.waiting.appendleft(request)
         self.pending_tokens += lost_tokens
 
     def park_swapped(self, request: Request) -> None:
         self.running.remove(request)
-        request.status = RequestStatus.SWAPPED
+        request.status = SWAPPED
         self.swapped.append(request)
 
     def remove_finished(self, finished: list[Request]) -> None:
@@ -77,7 +77,7 @@ class InstanceQueues:
             except ValueError:
                 raise SimulationError(f"request {request.id} finished but was not in the running batch") from None
             return
-        kept = [r for r in running if r.status is RequestStatus.RUNNING]
+        kept = [r for r in running if r.status is RUNNING]
         if len(kept) != len(running) - len(finished):
             raise SimulationError(f"{len(finished)} requests finished but {len(running) - len(kept)} of the "
                                   f"running batch are no longer running")

@@ -24,6 +24,19 @@ class RequestStatus(enum.Enum):
     REJECTED = "rejected"
 
 
+# The members as module constants, which the engine compares against. On Python 3.11 the enum
+# metaclass defines __getattr__, so every ``RequestStatus.X`` read goes through a slow attribute
+# hook (~75 ns, against ~10 ns for a global; Python 3.12 dropped it), and the engine reads a
+# status about twenty times per request.
+WAITING = RequestStatus.WAITING
+RUNNING = RequestStatus.RUNNING
+SWAPPED = RequestStatus.SWAPPED
+TRANSFERRING = RequestStatus.TRANSFERRING
+FINISHED = RequestStatus.FINISHED
+REJECTED = RequestStatus.REJECTED
+_ENDED = (FINISHED, REJECTED)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
     """What a workload says about a request before it reaches the cluster.
@@ -76,7 +89,7 @@ class Request:
         self.output_tokens = min(spec.output_tokens, cap)
         self.computed_tokens = 0
         self.generated_tokens = 0
-        self.status = RequestStatus.WAITING
+        self.status = WAITING
         self.instance_id: int | None = None
         # Order of admission into the running batch; vLLM preempts the latest first.
         self.admitted_seq = -1
@@ -125,7 +138,7 @@ class Request:
 
     @property
     def is_done(self) -> bool:
-        return self.status in (RequestStatus.FINISHED, RequestStatus.REJECTED)
+        return self.status in _ENDED
 
     def __repr__(self) -> str:
         return (f"Request(id={self.id}, status={self.status.value}, prompt={self.prompt_tokens}, "

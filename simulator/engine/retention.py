@@ -32,7 +32,7 @@ from typing import Sequence
 import simpy
 
 from simulator.engine.host import HostKVTier
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import FINISHED, Request
 from simulator.engine.retention_pressure import evictable, needs, next_admission, reload_blocks
 from simulator.engine.retention_stats import RetentionStats
 from simulator.engine.session import SessionSpec
@@ -149,7 +149,7 @@ class RetentionManager:
     def before_free(self, instance, request: Request) -> None:
         """A call finished on ``instance``: ask the policy whether to pin its blocks, and for how long."""
         workflow = self.workflow_of(request)
-        if workflow is None or request.status is not RequestStatus.FINISHED:
+        if workflow is None or request.status is not FINISHED:
             return
         workflow.calls_done += 1
         workflow.active = None  # the call is over (its session hears of it a moment later)

@@ -9,7 +9,7 @@ evicted for it.
 
 from __future__ import annotations
 
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import Request, WAITING
 from simulator.engine.workflow_kv import Workflow
 
 
@@ -22,7 +22,7 @@ def evictable(workflow: Workflow, head: Request | None) -> bool:
     active = workflow.active
     if active is None:
         return head is None or not workflow.releasing
-    return (active.status is RequestStatus.WAITING and active.computed_tokens == 0
+    return (active.status is WAITING and active.computed_tokens == 0
             and active is not head)
 
 

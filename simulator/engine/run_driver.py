@@ -31,7 +31,7 @@ from simpy.events import NORMAL
 from simulator.engine.fast_forward import (DecodeRun, RunLedger, build_run, next_segment, plan_is_decode_only,
                                            shift_frame, unplanned_run)
 from simulator.engine.run_progress import advance, close_segment, commit_run, split_finishing
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import RUNNING, Request
 from simulator.engine.step import HeldDecodes, StepPlan, requests_after
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class RunDriver:
         run, held = self.current, self.held
         if run is None and held is None:
             return request.computed_tokens
-        if request.instance_id != self.instance.id or request.status is not RequestStatus.RUNNING:
+        if request.instance_id != self.instance.id or request.status is not RUNNING:
             return request.computed_tokens
         if run is not None:
             behind = run.offset + run.steps_ended_by(self.env.now)
@@ -349,7 +349,7 @@ class RunDriver:
         # Stepping's plan allocated the blocks of the step in flight when it began; the KV
         # integral and peak up to the end count them.
         instance.kv.grow_all([(request, request.computed_tokens + 1) for request in run.requests
-                              if request.status is RequestStatus.RUNNING])
+                              if request.status is RUNNING])
         start = run.start_s if steps == 0 else float(run.ends_s[steps - 1])
         return start, float(run.durations_s[steps]), float(run.work[1, steps]), float(run.work[2, steps])
 

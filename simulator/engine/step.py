@@ -17,7 +17,7 @@ from typing import NamedTuple
 from simulator.engine.host import HostKVTier
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.queues import InstanceQueues
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import REJECTED, RUNNING, Request, SWAPPED, WAITING
 from simulator.perf.shape import StepShape
 
 
@@ -96,7 +96,7 @@ class HeldDecodes(NamedTuple):
     entries: tuple[tuple[Request, int], ...]
 
 
-_SCHEDULABLE = (RequestStatus.WAITING, RequestStatus.RUNNING)
+_SCHEDULABLE = (WAITING, RUNNING)
 
 
 def requests_after(running: list[Request], batch: list[Request]) -> list[Request] | None:
@@ -147,7 +147,7 @@ class StepBuilder:
     def pending_tokens(self, request: Request) -> int:
         """Tokens the request would compute to reach its next token, after prefix hits."""
         pending = request.prompt_tokens + request.generated_tokens - request.computed_tokens
-        if request.status is RequestStatus.WAITING and request.computed_tokens == 0:
+        if request.status is WAITING and request.computed_tokens == 0:
             return pending - self.kv.prefix_hit_blocks(request) * self.kv.block_size
         return pending
 
@@ -161,7 +161,7 @@ class StepBuilder:
             return Refusal.TOKEN_BUDGET
         if self.seqs_left < 1:
             return Refusal.SEQUENCE_CAP
-        if request.status is RequestStatus.WAITING:
+        if request.status is WAITING:
             hit = self.kv.prefix_hit_blocks(request) if request.computed_tokens == 0 else 0
             need = self.kv.extra_blocks_needed(request, hit * self.kv.block_size + num_tokens, hit)
             if need + self.kv.watermark_blocks > self.kv.free_blocks:
@@ -178,7 +178,7 @@ class StepBuilder:
         blocks (leaving the watermark free) and joins the running batch.
         """
         cached = request.computed_tokens
-        if request.status is RequestStatus.RUNNING:
+        if request.status is RUNNING:
             # Hot path (every decode of every step): the checks of check(), inlined;
             # grow() itself refuses, without change, when memory is short.
             known = request.prompt_tokens + request.generated_tokens
@@ -216,7 +216,7 @@ class StepBuilder:
         """
         # add()'s running branch, with the builder's fields in locals: this loop runs for
         # every request of every step, so attribute traffic is most of its cost.
-        running, in_batch, entries = RequestStatus.RUNNING, self._in_batch, self._entries
+        running, in_batch, entries = RUNNING, self._in_batch, self._entries
         block, grow = self.kv.block_size, self.kv.grow
         tokens_left, seqs_left = self.tokens_left, self.seqs_left
         total, pairs, kv_read, sampled, decodes = self._tokens, self._pairs, self._kv_read, self._sampled, self._decodes
@@ -301,7 +301,7 @@ class StepBuilder:
 
         The request must not already be in this step's batch.
         """
-        if request.status is not RequestStatus.RUNNING or self.in_batch(request):
+        if request.status is not RUNNING or self.in_batch(request):
             raise ValueError(f"cannot preempt {request!r}: not running, or already in this step")
         request.num_preemptions += 1
         nbytes = self.kv.blocks_held(request) * self.kv.block_size * self.kv_bytes_per_token
@@ -321,7 +321,7 @@ class StepBuilder:
 
     def swap_in(self, request: Request) -> bool:
         """Bring a swapped request's KV back (leaving the watermark free); False if it does not fit."""
-        if request.status is not RequestStatus.SWAPPED:
+        if request.status is not SWAPPED:
             raise ValueError(f"cannot swap in {request!r}: not swapped")
         need = self.kv.blocks_for_tokens(request.computed_tokens)
         if need + self.kv.watermark_blocks > self.kv.free_blocks:
@@ -337,10 +337,10 @@ class StepBuilder:
 
     def reject(self, request: Request, reason: str) -> None:
         """Refuse a waiting request for good (e.g. a prompt no step could ever hold)."""
-        if request.status is not RequestStatus.WAITING:
+        if request.status is not WAITING:
             raise ValueError(f"cannot reject {request!r}: only waiting requests can be rejected")
         self.queues.drop_waiting(request)
-        request.status = RequestStatus.REJECTED
+        request.status = REJECTED
         request.reject_reason = reason
         self._rejected.append(request)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from simulator.engine.request import Request, RequestSpec, RequestStatus
+from simulator.engine.request import FINISHED, Request, RequestSpec
 from simulator.engine.session import SessionSpec
 
 
@@ -81,7 +81,7 @@ class SessionRunner:
             request = yield from self._call(spec, call.output_tokens, prompt)
             if self.hooks is not None:
                 self.hooks.call_ended(spec.session_id, request)
-            if request.status is not RequestStatus.FINISHED:
+            if request.status is not FINISHED:
                 record.status = "failed"
                 break
             record.calls_completed += 1
@@ -109,7 +109,7 @@ class SessionRunner:
                 # Rejected on arrival (it can never fit): sending it again cannot help.
                 return request
             yield self.completion(request)
-            if request.status is RequestStatus.FINISHED or not spec.resubmit_on_reject:
+            if request.status is FINISHED or not spec.resubmit_on_reject:
                 return request
 
     def completed_tct_s(self) -> list[float]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-from simulator.engine.request import Request, RequestStatus
+from simulator.engine.request import RUNNING, Request
 from simulator.engine.session import SessionSpec
 
 if TYPE_CHECKING:
@@ -148,4 +148,4 @@ def active_blocks(instance) -> int:
     """
     kv = instance.kv
     implied = instance.kv_used_blocks - kv.used_blocks
-    return implied + sum(kv.blocks_held(r) for r in instance.queues.running if r.status is RequestStatus.RUNNING)
+    return implied + sum(kv.blocks_held(r) for r in instance.queues.running if r.status is RUNNING)

@@ -4,4 +4,4 @@
 
 cdef class Roofline:
     cdef public object model, gpu, tp, pp, tp_link, pp_link, eff, peak_flops, compute_flops
-    cdef public object hbm_bytes_per_s, _efficiencies
+    cdef public object hbm_bytes_per_s, _efficiencies, _layers, _dtype_bytes, _q_out, _kv_out

@@ -65,6 +65,12 @@ class Roofline:
         self.peak_flops = gpu.peak_flops(model.dtype)
         self.compute_flops = self.peak_flops * compute_scale
         self.hbm_bytes_per_s = gpu.hbm_bytes_per_s
+        # What attention reads of the model on every step, read once: the model is a pydantic
+        # model, and each attribute read on one goes through its __getattr__ hook.
+        self._layers = model.num_layers
+        self._dtype_bytes = model.dtype_bytes
+        self._q_out = model.num_attention_heads * model.head_dim / tp  # query width per GPU
+        self._kv_out = 2 * model.num_kv_heads * model.head_dim / tp  # K and V widths per GPU
         # (op_class, name) -> (compute, memory) efficiency: resolved once, used every step.
         self._efficiencies: dict[tuple[str, str], tuple[Any, Any]] = {}
 
@@ -90,9 +96,7 @@ class Roofline:
 
     def attention(self, s: StepShape) -> OperatorCost:
         """Attention over ``s``: QK^T and PV for every causal pair; K/V read once per sequence."""
-        m, t, d = self.model, self.tp, self.model.dtype_bytes
-        q_out = m.num_attention_heads * m.head_dim / t
-        kv_out = 2 * m.num_kv_heads * m.head_dim / t
+        q_out, kv_out, d = self._q_out, self._kv_out, self._dtype_bytes
         return OperatorCost("attention", "attention", 4 * s.attention_pairs * q_out,
                             d * (s.kv_read_tokens * kv_out + s.num_tokens * (2 * q_out + kv_out)))
 
@@ -197,7 +201,7 @@ class Roofline:
         ``operators``: ``dense_operators(tokens, sampled)`` when the caller has them already.
         """
         maximum = _maximum_for(tokens)
-        layers = self.model.num_layers
+        layers = self._layers
         layer, per_step = operators if operators is not None else self.dense_operators(tokens, sampled)
         out: dict[str, Any] = {"gemm": 0.0, "elementwise": 0.0}
         for op in layer:
@@ -241,13 +245,13 @@ class Roofline:
 
     def attention_time_s(self, s: StepShape) -> Any:
         op = self.attention(s)
-        return self.model.num_layers * self.op_time_s(op, _maximum_for(op.flops))
+        return self._layers * self.op_time_s(op, _maximum_for(op.flops))
 
     def attention_time_and_work(self, s: StepShape) -> tuple[Any, Any, Any]:
         """``attention_time_s(s)`` and ``attention_work(s)`` from one evaluation of the operator."""
         op = self.attention(s)
-        seconds = self.model.num_layers * self.op_time_s(op, _maximum_for(op.flops))
-        scale = self.model.num_layers * self.tp
+        seconds = self._layers * self.op_time_s(op, _maximum_for(op.flops))
+        scale = self._layers * self.tp
         return seconds, op.flops * scale, op.hbm_bytes * scale
 
     def gpu_time_s(self, s: StepShape) -> Any:
@@ -264,15 +268,15 @@ class Roofline:
                    operators: tuple[list[OperatorCost], list[OperatorCost]] | None = None) -> tuple[Any, Any]:
         """FLOPs and HBM bytes of everything but attention, summed over all GPUs."""
         ops, per_step = operators if operators is not None else self.dense_operators(tokens, sampled)
-        flops = sum(op.flops for op in ops) * self.model.num_layers * self.tp
-        hbm = sum(op.hbm_bytes for op in ops) * self.model.num_layers * self.tp
+        flops = sum(op.flops for op in ops) * self._layers * self.tp
+        hbm = sum(op.hbm_bytes for op in ops) * self._layers * self.tp
         for op in per_step:
             flops, hbm = flops + op.flops * self.tp, hbm + op.hbm_bytes * self.tp
         return flops, hbm
 
     def attention_work(self, s: StepShape) -> tuple[Any, Any]:
         op = self.attention(s)
-        scale = self.model.num_layers * self.tp
+        scale = self._layers * self.tp
         return op.flops * scale, op.hbm_bytes * scale
 
     def work(self, s: StepShape) -> tuple[Any, Any]:
