@@ -58,6 +58,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "simulator.engine.instance",
     "simulator.engine.kv_cache",
     "simulator.engine.links",
+    "simulator.engine.load_scan",
     "simulator.engine.queues",
     "simulator.engine.request",
     "simulator.engine.run_driver",

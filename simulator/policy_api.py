@@ -10,6 +10,7 @@ commits, swaps, transfers - stay in the simulator.
 Kinds and when they are called:
 
 * ``Router.route`` - on every arrival, picks an instance id (or None to reject).
+  ``least_loaded`` finds the instance holding the fewest requests or tokens in one pass.
 * ``BatchPolicy.schedule`` - every engine step, fills the step builder.
 * ``AdmissionPolicy.admit`` - asked by batch policies before admitting a waiting request.
 * ``Controller`` - a cluster-level policy (``policies.controller``) that acts over time
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from simulator.engine.actions import ClusterActions
 from simulator.engine.handoff import Handoff
 from simulator.engine.links import Flow
+from simulator.engine.load_scan import least_loaded
 from simulator.engine.request import RequestStatus
 from simulator.engine.step import Refusal, StepBuilder, StepLimits, StepPlan
 from simulator.engine.workflow_kv import Workflow as WorkflowView
@@ -45,7 +47,7 @@ __all__ = [
     "ADMISSION_POLICIES", "BATCH_POLICIES", "CLUSTER_CONTROLLERS", "EVICTION_POLICIES", "ROUTERS",
     "WORKFLOW_POLICIES", "AdmissionPolicy", "BatchPolicy", "ClusterActions", "Controller", "Flow", "Handoff", "InstanceView", "Policy", "PolicyContext",
     "Refusal", "RequestStatus", "RequestView", "Router", "SchedulerView", "StepBuilder", "StepLimits", "StepPlan",
-    "EvictionPolicy", "WorkflowPolicy", "WorkflowView",
+    "EvictionPolicy", "WorkflowPolicy", "WorkflowView", "least_loaded",
 ]
 
 

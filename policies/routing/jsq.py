@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Sequence
 
 from pydantic import Field, PrivateAttr
 
 from policies.routing.load import LoadMetric, instance_load
-from simulator.policy_api import ROUTERS, InstanceView, Policy, PolicyContext, RequestView
+from simulator.policy_api import ROUTERS, InstanceView, Policy, PolicyContext, RequestView, least_loaded
 
 
 @ROUTERS.register("jsq")
@@ -22,26 +21,11 @@ class JoinShortestQueue(Policy):
 
     load: LoadMetric = "requests"
 
-    def route(self, request: RequestView, instances: Sequence[InstanceView], now_s: float) -> int:
-        # This runs for every arrival over every instance: the loads are read by attrgetter (in C,
-        # no Python frame per instance) and compared as they are; ids matter only on a tie.
-        metric = self.load
-        if metric in _LOAD_ATTRIBUTE:
-            loads = list(map(_LOAD_ATTRIBUTE[metric], instances))
-        else:
-            loads = [instance_load(inst, metric) for inst in instances]
-        least = min(loads)
-        position = loads.index(least)
-        chosen = instances[position].id
-        # A tie (idle instances, mostly): visit only the tied positions, found by index() in C.
-        for _ in range(loads.count(least) - 1):
-            position = loads.index(least, position + 1)
-            if instances[position].id < chosen:
-                chosen = instances[position].id
-        return chosen
-
-
-_LOAD_ATTRIBUTE = {"tokens": attrgetter("pending_tokens"), "requests": attrgetter("num_requests")}
+    def route(self, request: RequestView, instances: Sequence[InstanceView], now_s: float) -> int | None:
+        if self.load == "kv":
+            return min(instances, key=lambda inst: (instance_load(inst, "kv"), inst.id)).id
+        # Every instance is compared on every arrival: one compiled pass in the simulator.
+        return least_loaded(instances, self.load)
 
 
 @ROUTERS.register("power_of_two")
