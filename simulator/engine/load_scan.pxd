@@ -5,5 +5,6 @@ cimport cython
 from simulator.engine.instance cimport Instance
 from simulator.engine.queues cimport InstanceQueues
 
-@cython.locals(tokens=bint, instance=Instance, queues=InstanceQueues)
+@cython.locals(tokens=bint, found=bint, value=cython.longlong, least=cython.longlong,
+               ident=cython.longlong, chosen=cython.longlong, instance=Instance, queues=InstanceQueues)
 cpdef object least_loaded(object instances, object load)

@@ -19,11 +19,13 @@ SCANNED_LOADS = ("requests", "tokens")
 
 def least_loaded(instances: Sequence, load: str) -> int | None:
     """The id of the instance with the least ``load`` (``"requests"`` it holds, or ``"tokens"``
-    it still has to compute), the lowest id among equals; None when ``instances`` is empty."""
+    it still has to compute), the lowest id among equals; None when ``instances`` is empty.
+    Loads and ids are integers (compiled, they are compared as machine integers)."""
     if load not in SCANNED_LOADS:
         raise ValueError(f"load must be one of {SCANNED_LOADS}, got {load!r}")
     tokens = load == "tokens"
-    least = chosen = None
+    found = False
+    least = chosen = 0
     for view in instances:
         if type(view) is Instance:
             instance = view
@@ -33,6 +35,6 @@ def least_loaded(instances: Sequence, load: str) -> int | None:
         else:
             value = view.pending_tokens if tokens else view.num_requests
             ident = view.id
-        if least is None or value < least or (value == least and ident < chosen):
-            least, chosen = value, ident
-    return chosen
+        if not found or value < least or (value == least and ident < chosen):
+            least, chosen, found = value, ident, True
+    return chosen if found else None

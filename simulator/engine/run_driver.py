@@ -380,8 +380,11 @@ class _Wake(simpy.Event):
     """
 
     def __init__(self, env: simpy.Environment, delay: float) -> None:
-        super().__init__(env)
-        self._ok, self._value = True, None  # scheduled already triggered, as Timeout.__init__ does
+        # Scheduled already triggered, its fields set directly, as simpy.Timeout.__init__ does
+        # (one is made per run segment: a call of Event.__init__ through super() was a third of it).
+        self.env = env
+        self.callbacks = []
+        self._ok, self._value = True, None
         env.schedule(self, NORMAL, delay)
 
     def moved_to(self, delay: float) -> _Wake:
