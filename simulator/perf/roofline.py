@@ -77,10 +77,8 @@ class Roofline:
     # ----------------------------------------------------------- operator sizes
     def layer_operators(self, s: StepShape) -> list[OperatorCost]:
         """FLOPs and bytes of one layer's operators for batch shape ``s``, per GPU."""
-        m, t, d = self.model, self.tp, self.model.dtype_bytes
-        hidden = m.hidden_size
-        q_out = m.num_attention_heads * m.head_dim / t
-        kv_out = 2 * m.num_kv_heads * m.head_dim / t
+        q_out, kv_out, d = self._q_out, self._kv_out, self._dtype_bytes
+        hidden = self.model.hidden_size
         tokens = s.num_tokens
         return [
             self.norm("input_norm", tokens),
